@@ -1,0 +1,120 @@
+//! The file as written: serde types that mirror `keel.toml` one to one.
+//! Nothing here is trusted until `validate` has looked at it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::{FaultRule, Params};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    pub models: BTreeMap<String, RawModel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: default_listen(),
+            max_body_bytes: default_max_body(),
+            shutdown_grace: default_grace(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+
+/// 8 MiB: room for long contexts and a few inline images.
+fn default_max_body() -> u64 {
+    8 * 1024 * 1024
+}
+
+fn default_grace() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub(crate) enum RawProvider {
+    #[serde(rename = "openai")]
+    OpenAi(RawHttpProvider),
+    Anthropic(RawHttpProvider),
+    Sim(RawSim),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttpProvider {
+    pub base_url: Option<String>,
+    pub api_key: Option<RawSecret>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, RawSecretOrValue>,
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    #[serde(default, with = "humantime_serde")]
+    pub connect_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSim {
+    #[serde(default)]
+    pub seed: u64,
+    pub script: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub faults: Vec<FaultRule>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+/// A secret is never written into the file: it names where to read it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSecret {
+    pub env: String,
+}
+
+/// Header values may be plain (not secret) or read from the environment.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawSecretOrValue {
+    Value(String),
+    Secret(RawSecret),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawModel {
+    pub targets: Vec<RawTarget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTarget {
+    pub provider: String,
+    pub model: String,
+    #[serde(default)]
+    pub params: Params,
+}

@@ -1,0 +1,207 @@
+//! The one error type of the request path.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Who caused the error. Decides whether the client or the upstream is blamed
+/// in the message, and (with `retryable`) whether another attempt may help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The request itself is wrong; no upstream can fix it.
+    Client,
+    /// An upstream failed or refused.
+    Upstream,
+    /// keel itself (configuration, a bug).
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Malformed JSON, wrong types, missing or invalid fields. 400.
+    InvalidRequest,
+    /// The model alias is not configured. 404.
+    ModelNotFound,
+    /// No such route. 404.
+    NotFound,
+    /// Body over `server.max_body_bytes`. 413.
+    PayloadTooLarge,
+    /// The upstream (or keel) asked the client to slow down. 429.
+    RateLimited,
+    /// No target can serve the request right now. 503.
+    Unavailable,
+    /// An upstream did not answer in time. 504.
+    Timeout,
+    /// Could not connect to, or lost the connection to, the upstream. 502.
+    UpstreamConnection,
+    /// The upstream answered with an error status.
+    UpstreamStatus(u16),
+    /// The upstream's answer was not valid protocol (bad JSON, a stream cut
+    /// without its terminal event). 502.
+    UpstreamProtocol,
+    /// The upstream reported an error inside an accepted stream. 502.
+    UpstreamStreamError,
+    /// A bug or a broken invariant in keel. 500.
+    Internal,
+}
+
+/// A failure on the request path, typed so that retry, fallback and the
+/// client's status are decided from fields rather than from messages.
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub source: Source,
+    pub retryable: bool,
+    /// Human-readable; never contains secrets.
+    pub message: String,
+    /// The request field at fault, when there is one (OpenAI `param`).
+    pub param: Option<String>,
+    /// The upstream's `Retry-After`, when it sent one.
+    pub retry_after: Option<Duration>,
+    /// The provider the error came from, for upstream errors.
+    pub provider: Option<String>,
+}
+
+impl Error {
+    fn new(kind: ErrorKind, source: Source, retryable: bool, message: String) -> Self {
+        Error {
+            kind,
+            source,
+            retryable,
+            message,
+            param: None,
+            retry_after: None,
+            provider: None,
+        }
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidRequest, Source::Client, false, message.into())
+    }
+
+    pub fn model_not_found(model: &str) -> Self {
+        Self::new(
+            ErrorKind::ModelNotFound,
+            Source::Client,
+            false,
+            format!("model `{model}` is not configured in keel"),
+        )
+        .with_param("model")
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, Source::Client, false, message.into())
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            ErrorKind::PayloadTooLarge,
+            Source::Client,
+            false,
+            format!("request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, Source::Internal, true, message.into())
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, Source::Internal, false, message.into())
+    }
+
+    /// The upstream answered `status`. Retryable for 408, 409, 429, 5xx and 529.
+    pub fn upstream_status(provider: &str, status: u16, upstream_message: &str) -> Self {
+        let retryable = matches!(status, 408 | 409 | 429) || status >= 500;
+        let kind = if status == 429 {
+            ErrorKind::RateLimited
+        } else {
+            ErrorKind::UpstreamStatus(status)
+        };
+        Self::new(
+            kind,
+            Source::Upstream,
+            retryable,
+            format!("upstream `{provider}` returned {status}: {upstream_message}"),
+        )
+        .with_provider(provider)
+    }
+
+    pub fn upstream_connection(provider: &str, what: impl fmt::Display) -> Self {
+        Self::new(
+            ErrorKind::UpstreamConnection,
+            Source::Upstream,
+            true,
+            format!("upstream `{provider}` connection failed: {what}"),
+        )
+        .with_provider(provider)
+    }
+
+    pub fn upstream_timeout(provider: &str, after: Duration) -> Self {
+        Self::new(
+            ErrorKind::Timeout,
+            Source::Upstream,
+            true,
+            format!("upstream `{provider}` did not answer within {after:?}"),
+        )
+        .with_provider(provider)
+    }
+
+    pub fn upstream_protocol(provider: &str, what: impl fmt::Display) -> Self {
+        Self::new(
+            ErrorKind::UpstreamProtocol,
+            Source::Upstream,
+            true,
+            format!("upstream `{provider}` sent an invalid response: {what}"),
+        )
+        .with_provider(provider)
+    }
+
+    pub fn upstream_stream_error(provider: &str, upstream_message: &str) -> Self {
+        Self::new(
+            ErrorKind::UpstreamStreamError,
+            Source::Upstream,
+            true,
+            format!("upstream `{provider}` sent an error event: {upstream_message}"),
+        )
+        .with_provider(provider)
+    }
+
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    pub fn with_retry_after(mut self, after: Option<Duration>) -> Self {
+        self.retry_after = after;
+        self
+    }
+
+    pub fn with_provider(mut self, provider: &str) -> Self {
+        self.provider = Some(provider.to_owned());
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_statuses_are_retryable_only_when_trying_again_can_help() {
+        for status in [408, 409, 429, 500, 502, 503, 529] {
+            assert!(Error::upstream_status("p", status, "x").retryable, "{status}");
+        }
+        for status in [400, 401, 403, 404, 413, 422] {
+            assert!(!Error::upstream_status("p", status, "x").retryable, "{status}");
+        }
+        assert_eq!(Error::upstream_status("p", 429, "x").kind, ErrorKind::RateLimited);
+    }
+}

@@ -1,0 +1,44 @@
+//! keel's shared core: the typed [`Error`] every phase returns, the
+//! [`Provider`] trait every upstream implements, and the per-call context.
+//!
+//! An error carries where it came from ([`Source`]) and whether trying again
+//! could help (`retryable`); those two fields, not string matching, decide
+//! retries, fallback and the HTTP status a client sees.
+
+mod error;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use keel_protocol::chat::{
+    ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, StreamEvent,
+};
+
+pub use error::{Error, ErrorKind, Source};
+
+/// A streamed answer: events until `StreamEvent::Done`, or an error.
+pub type EventStream = BoxStream<'static, Result<StreamEvent, Error>>;
+
+/// What a provider needs to know about the request besides its body.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    pub request_id: String,
+    /// The client's `x-keel-sim-fault` header. Only the simulator reads it;
+    /// HTTP providers never forward it.
+    pub sim_fault: Option<String>,
+}
+
+/// One upstream. `req.model` is already the upstream's model name.
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    async fn chat(&self, req: ChatRequest, ctx: &CallContext) -> Result<ChatResponse, Error>;
+
+    /// Starts a streamed answer. Returns once the upstream accepted the call
+    /// (status received); failures after that arrive in the stream.
+    async fn chat_stream(&self, req: ChatRequest, ctx: &CallContext) -> Result<EventStream, Error>;
+
+    async fn embed(
+        &self,
+        req: EmbeddingsRequest,
+        ctx: &CallContext,
+    ) -> Result<EmbeddingsResponse, Error>;
+}

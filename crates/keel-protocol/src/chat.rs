@@ -1,0 +1,237 @@
+//! The internal chat model: what every front door decodes into and every
+//! provider encodes from. It holds the union of what the OpenAI and Anthropic
+//! protocols can express that keel translates; parameters only one side knows
+//! travel in `extra` and are passed through when the upstream speaks the same
+//! protocol as the client.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Which wire protocol a front door or an upstream speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    OpenAi,
+    Anthropic,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::OpenAi => "openai",
+            Protocol::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// A chat request in keel's own terms.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// The model as the client named it (a keel alias before routing, the
+    /// upstream model name after).
+    pub model: String,
+    /// System instructions, in order. OpenAI `system`/`developer` messages and
+    /// the Anthropic `system` parameter both land here.
+    pub system: Vec<String>,
+    /// The conversation, without system messages.
+    pub messages: Vec<Message>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub stop: Vec<String>,
+    pub stream: bool,
+    /// OpenAI `stream_options.include_usage`: the client wants a final usage chunk.
+    pub include_usage: bool,
+    pub tools: Vec<Tool>,
+    pub tool_choice: Option<ToolChoice>,
+    pub response_format: Option<ResponseFormat>,
+    /// End-user identifier (OpenAI `user`, Anthropic `metadata.user_id`).
+    pub user: Option<String>,
+    /// Parameters of the client's protocol that keel does not model, passed
+    /// through untouched when the upstream speaks the same protocol.
+    pub extra: Map<String, Value>,
+    /// The protocol `extra` belongs to (the client's).
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+    /// The result of a tool call (OpenAI `tool` role; Anthropic `tool_result`
+    /// blocks in a user turn).
+    Tool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: Vec<Part>,
+    /// Tool calls made by the assistant in this turn.
+    pub tool_calls: Vec<ToolCall>,
+    /// For `Role::Tool`: which call this is the result of.
+    pub tool_call_id: Option<String>,
+    /// For `Role::Tool`: the result reported an error (Anthropic `is_error`).
+    pub is_error: bool,
+}
+
+impl Message {
+    pub fn text(role: Role, text: impl Into<String>) -> Self {
+        Message {
+            role,
+            content: vec![Part::Text(text.into())],
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            is_error: false,
+        }
+    }
+
+    /// The concatenated text parts of the message.
+    pub fn joined_text(&self) -> String {
+        let mut out = String::new();
+        for part in &self.content {
+            if let Part::Text(t) = part {
+                out.push_str(t);
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Part {
+    Text(String),
+    /// An image, either by URL or inline (`data:` URLs are split into media
+    /// type and base64 data so both protocols can express them).
+    Image(Image),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Image {
+    Url(String),
+    Base64 { media_type: String, data: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON Schema of the arguments.
+    pub parameters: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    /// The model decides.
+    Auto,
+    /// The model must not call a tool.
+    None,
+    /// The model must call some tool.
+    Required,
+    /// The model must call this tool.
+    Tool(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// The arguments as JSON text, exactly as the model produced them.
+    pub arguments: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormat {
+    Text,
+    JsonObject,
+    JsonSchema {
+        name: String,
+        schema: Value,
+        strict: Option<bool>,
+    },
+}
+
+/// Why the model stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// Natural end, or a stop sequence.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    ToolCalls,
+    ContentFilter,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+}
+
+/// A complete (non-streamed) chat answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    pub id: String,
+    /// The upstream model that answered.
+    pub model: String,
+    /// Unix seconds.
+    pub created: u64,
+    pub text: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub finish_reason: FinishReason,
+    pub usage: Usage,
+}
+
+/// One step of a streamed answer, in keel's own terms. A well-formed stream is
+/// `Start`, any number of deltas, `Finish`, optionally `Usage`, then `Done`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamEvent {
+    Start {
+        id: String,
+        model: String,
+        created: u64,
+        /// Input tokens when the upstream reports them up front (Anthropic).
+        input_tokens: Option<u32>,
+    },
+    TextDelta(String),
+    /// A new tool call; `index` counts tool calls from 0 in this answer.
+    ToolCallStart {
+        index: u32,
+        id: String,
+        name: String,
+    },
+    ToolCallDelta {
+        index: u32,
+        arguments: String,
+    },
+    Finish(FinishReason),
+    Usage(Usage),
+    /// The upstream ended the stream properly.
+    Done,
+}
+
+/// An embeddings request (OpenAI shape; Anthropic has no embeddings API).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingsRequest {
+    pub model: String,
+    pub input: Vec<String>,
+    pub dimensions: Option<u32>,
+    /// `"float"` (default) or `"base64"` (what the official OpenAI SDKs ask for).
+    pub encoding_format: Option<String>,
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingsResponse {
+    pub model: String,
+    pub data: Vec<Vec<f32>>,
+    pub input_tokens: u32,
+}

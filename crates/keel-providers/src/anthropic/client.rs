@@ -1,0 +1,64 @@
+//! The Anthropic [`Provider`].
+
+use async_trait::async_trait;
+use keel_config::{HttpProvider, ProviderConfig};
+use keel_core::{CallContext, Error, EventStream, Provider};
+use keel_protocol::chat::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse};
+use reqwest::header::{HeaderMap, HeaderValue};
+use secrecy::ExposeSecret;
+
+use crate::http::{self, Upstream, Wire};
+
+/// The API version keel speaks; a configured `anthropic-version` header wins.
+const API_VERSION: &str = "2023-06-01";
+
+#[derive(Debug)]
+pub struct Anthropic {
+    pub(super) up: Upstream,
+    pub(super) messages_url: reqwest::Url,
+    /// `x-api-key`, `anthropic-version` and configured headers, all sensitive.
+    pub(super) headers: HeaderMap,
+}
+
+impl Anthropic {
+    pub fn new(name: &str, http: &HttpProvider, config: &ProviderConfig) -> Result<Self, Error> {
+        let mut headers = http::headers(name, http)?;
+        if let Some(key) = &http.api_key {
+            http::insert_secret(&mut headers, name, "x-api-key", key.expose_secret())?;
+        }
+        headers
+            .entry("anthropic-version")
+            .or_insert(HeaderValue::from_static(API_VERSION));
+        let messages_url = reqwest::Url::parse_with_params(&format!("{}/v1/messages", http.base_url), &http.query)
+            .map_err(|e| Error::internal(format!("provider `{name}`: invalid base_url: {e}")))?;
+        Ok(Anthropic {
+            up: Upstream::new(config, Wire::Anthropic)?,
+            messages_url,
+            headers,
+        })
+    }
+}
+
+#[async_trait]
+impl Provider for Anthropic {
+    async fn chat(&self, mut req: ChatRequest, _ctx: &CallContext) -> Result<ChatResponse, Error> {
+        req.stream = false;
+        let response = self.up.send(self.messages_request(&req)).await?;
+        let body = self.up.body(response).await?;
+        self.chat_response(&body)
+    }
+
+    async fn chat_stream(&self, mut req: ChatRequest, _ctx: &CallContext) -> Result<EventStream, Error> {
+        req.stream = true;
+        let response = self.up.send(self.messages_request(&req)).await?;
+        Ok(self.events(response))
+    }
+
+    async fn embed(&self, req: EmbeddingsRequest, _ctx: &CallContext) -> Result<EmbeddingsResponse, Error> {
+        Err(Error::invalid_request(format!(
+            "model `{}` is served by Anthropic (provider `{}`), which has no embeddings API",
+            req.model, self.up.name
+        ))
+        .with_param("model"))
+    }
+}

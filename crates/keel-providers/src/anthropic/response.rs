@@ -1,0 +1,14 @@
+//! What comes back from the Anthropic API, as internal types. A body that
+//! does not decode is the upstream's fault (502), not the client's.
+
+use keel_core::Error;
+use keel_protocol::anthropic;
+use keel_protocol::chat::ChatResponse;
+
+use super::client::Anthropic;
+
+impl Anthropic {
+    pub(super) fn chat_response(&self, body: &[u8]) -> Result<ChatResponse, Error> {
+        anthropic::decode_response(body).map_err(|e| Error::upstream_protocol(&self.up.name, e))
+    }
+}

@@ -1,0 +1,43 @@
+//! `GET /healthz`: the process is up. `GET /readyz`: the config is loaded
+//! and at least one model has an available provider to route to.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::state::Gateway;
+
+pub(crate) async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+pub(crate) async fn readyz(State(gw): State<Gateway>) -> Response {
+    let config = gw.config();
+    let routable = config
+        .models
+        .values()
+        .filter(|m| m.targets.iter().any(|t| gw.inner.providers.contains_key(&t.provider)))
+        .count();
+    let providers: Vec<_> = config
+        .providers
+        .values()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "kind": p.kind.as_str(),
+                "available": p.availability.is_ok(),
+                "reason": p.availability.clone().err(),
+            })
+        })
+        .collect();
+    let status = if routable > 0 { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "status": if routable > 0 { "ready" } else { "not_ready" },
+        "models": config.models.len(),
+        "routable_models": routable,
+        "providers": providers,
+    });
+    (status, Json(body)).into_response()
+}

@@ -1,0 +1,26 @@
+//! keel's HTTP server: the front doors (OpenAI `/v1/chat/completions`,
+//! `/v1/embeddings`, `/v1/models`; Anthropic `/v1/messages`), health
+//! endpoints, and the request pipeline behind them.
+//!
+//! - [`stack`](crate::stack) lists the tower layers, in order, with why.
+//! - [`pipeline`](crate::pipeline) runs the named phases of a request.
+//! - [`front`](crate::front) is everything that depends on the client's protocol.
+//! - [`serve`] binds the router to a listener with graceful shutdown.
+//!
+//! Only this crate knows axum.
+
+mod body;
+mod error;
+mod front;
+mod health;
+mod models;
+mod pipeline;
+mod record;
+mod routes;
+mod serve;
+mod stack;
+mod state;
+mod stream;
+
+pub use serve::serve;
+pub use state::Gateway;

@@ -1,0 +1,46 @@
+//! The route table. Handlers are thin: they pick the front door and hand
+//! the request to the pipeline.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
+use axum::routing::{get, post};
+use keel_core::Error;
+
+use crate::front::Front;
+use crate::state::Gateway;
+use crate::{health, models, pipeline, stack};
+
+pub(crate) fn router(gw: Gateway) -> Router {
+    let routes = Router::new()
+        .route("/v1/chat/completions", post(openai_chat))
+        .route("/v1/messages", post(anthropic_messages))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{id}", get(models::get))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .with_state(gw);
+    stack::layer(routes)
+}
+
+async fn openai_chat(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
+    pipeline::chat(gw, Front::OPENAI, headers, body).await
+}
+
+async fn anthropic_messages(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
+    pipeline::chat(gw, Front::ANTHROPIC, headers, body).await
+}
+
+async fn embeddings(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
+    pipeline::embeddings(gw, headers, body).await
+}
+
+/// Unknown paths (and known paths with the wrong method) get a 404 in the
+/// shape of the protocol the client appears to speak.
+async fn not_found(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    models::front_of(&headers).error_response(&Error::not_found(format!("no route for {method} {}", uri.path())))
+}

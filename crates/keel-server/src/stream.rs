@@ -1,0 +1,108 @@
+//! Phase 9 for streams: upstream events → the client's SSE, one event at a
+//! time, nothing buffered. Guarantees the stream ends with a terminal event
+//! in the client's protocol (done or error), and that usage is never zero.
+
+use axum::body::Body;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use keel_core::{Error, EventStream};
+use keel_protocol::chat::{StreamEvent, Usage};
+
+use crate::front::{Encoder, Front};
+use crate::record::Record;
+
+struct State {
+    events: EventStream,
+    encoder: Encoder,
+    /// Taken when the stream ends; dropping it early records a disconnect.
+    record: Option<Record>,
+    usage: Option<Usage>,
+    input_estimate: u32,
+    /// Bytes of streamed text and tool arguments, for the output estimate.
+    output_bytes: usize,
+}
+
+pub(crate) fn respond(
+    front: Front,
+    events: EventStream,
+    record: Record,
+    include_usage: bool,
+    input_estimate: u32,
+) -> Response {
+    let state = State {
+        events,
+        encoder: front.encoder(include_usage),
+        record: Some(record),
+        usage: None,
+        input_estimate,
+        output_bytes: 0,
+    };
+    let body = futures::stream::unfold(state, |mut s| async move {
+        let bytes = s.next_frame().await?;
+        Some((Ok::<_, std::convert::Infallible>(bytes), s))
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+impl State {
+    /// The next non-empty chunk of SSE bytes, or `None` once a terminal
+    /// event has been written.
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        let mut out = Vec::new();
+        while out.is_empty() {
+            self.record.as_ref()?;
+            match self.events.next().await {
+                Some(Ok(StreamEvent::Done)) => {
+                    let usage = self.final_usage();
+                    self.encoder.event(&StreamEvent::Usage(usage), &mut out);
+                    self.encoder.event(&StreamEvent::Done, &mut out);
+                    if let Some(mut r) = self.record.take() {
+                        r.usage = usage;
+                        r.ok();
+                    }
+                }
+                Some(Ok(StreamEvent::Usage(u))) => self.usage = Some(u),
+                Some(Ok(ev)) => {
+                    match &ev {
+                        StreamEvent::TextDelta(t) => self.output_bytes += t.len(),
+                        StreamEvent::ToolCallDelta { arguments, .. } => self.output_bytes += arguments.len(),
+                        _ => {}
+                    }
+                    self.encoder.event(&ev, &mut out);
+                }
+                Some(Err(e)) => self.fail(&e, &mut out),
+                None => self.fail(&Error::internal("the upstream event stream ended without a terminal event"), &mut out),
+            }
+        }
+        Some(Bytes::from(out))
+    }
+
+    fn fail(&mut self, err: &Error, out: &mut Vec<u8>) {
+        self.encoder.error(err, out);
+        if let Some(mut r) = self.record.take() {
+            r.usage = self.final_usage();
+            r.fail(err);
+        }
+    }
+
+    /// The upstream's usage, with estimates where it reported zero or none.
+    fn final_usage(&self) -> Usage {
+        let mut usage = self.usage.unwrap_or_default();
+        if usage.input_tokens == 0 {
+            usage.input_tokens = self.input_estimate;
+        }
+        if usage.output_tokens == 0 {
+            usage.output_tokens = u32::try_from(self.output_bytes.div_ceil(4)).unwrap_or(u32::MAX);
+        }
+        usage
+    }
+}

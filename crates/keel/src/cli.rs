@@ -1,0 +1,208 @@
+//! Command-line parsing and the subcommands.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use keel_config::{Config, FaultRule, Issue, ProviderKind, Severity, SimConfig};
+use tokio::net::TcpListener;
+
+use crate::logging::LogFormat;
+
+/// The default config, built in so `keel serve` works from any directory.
+const DEFAULT_CONFIG: &str = include_str!("../../../keel.toml");
+
+#[derive(Debug, Parser)]
+#[command(name = "keel", version, about = "A production runtime for LLM applications")]
+pub struct Cli {
+    /// Log format on stderr: JSON lines, human text, or auto (text on a terminal).
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Config file. Default: ./keel.toml if present, else the built-in default.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Override `server.listen` (e.g. 127.0.0.1:0 for an ephemeral port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Run the provider simulator as an HTTP upstream (OpenAI and Anthropic protocols).
+    Sim {
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// Port to listen on; 0 picks a free one (printed on stdout).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Seed for every random choice.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Script file: last user message → reply, tool call or JSON.
+        #[arg(long)]
+        script: Option<PathBuf>,
+        /// A fault injected at a rate, as RATE:SPEC (e.g. `0.3:status=503`). Repeatable.
+        #[arg(long = "fault", value_parser = parse_fault_rule)]
+        faults: Vec<FaultRule>,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file and report every problem with its location.
+    Check {
+        #[arg(default_value = "keel.toml")]
+        path: PathBuf,
+    },
+}
+
+fn parse_fault_rule(s: &str) -> Result<FaultRule, String> {
+    let (rate, fault) = s
+        .split_once(':')
+        .ok_or_else(|| "expected RATE:SPEC, e.g. 0.3:status=503".to_owned())?;
+    let rate: f64 = rate.parse().map_err(|_| format!("`{rate}` is not a number"))?;
+    Ok(FaultRule {
+        rate,
+        fault: fault.to_owned(),
+    })
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Config {
+            command: ConfigCommand::Check { path },
+        } => Ok(check(&path)),
+        Command::Serve { config, listen } => runtime()?.block_on(serve(config, listen)),
+        Command::Sim {
+            host,
+            port,
+            seed,
+            script,
+            faults,
+        } => {
+            let config = SimConfig { seed, script, faults };
+            runtime()?.block_on(sim(SocketAddr::new(host, port), &config))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn load(path: Option<&Path>) -> Result<(Config, Vec<Issue>, String), keel_config::ConfigError> {
+    match path {
+        Some(p) => Config::load(p).map(|(c, w)| (c, w, p.display().to_string())),
+        None if Path::new("keel.toml").is_file() => {
+            Config::load(Path::new("keel.toml")).map(|(c, w)| (c, w, "keel.toml".to_owned()))
+        }
+        None => Config::parse(DEFAULT_CONFIG, Path::new("."), &|k| std::env::var(k).ok())
+            .map(|(c, w)| (c, w, "built-in default".to_owned())),
+    }
+}
+
+/// Config validation plus what only the simulator can check (fault specs,
+/// script rules).
+fn check(path: &Path) -> ExitCode {
+    let (config, mut issues) = match Config::load(path) {
+        Ok((c, w)) => (Some(c), w),
+        Err(e) => (None, e.issues),
+    };
+    for p in config.iter().flat_map(|c| c.providers.values()) {
+        if let ProviderKind::Sim(sim) = &p.kind {
+            if let Err(e) = keel_sim::Simulator::new(sim) {
+                issues.push(Issue::error(format!("providers.{}", p.name), e.to_string()));
+            }
+        }
+    }
+    let errors = issues.iter().filter(|i| i.severity == Severity::Error).count();
+    for issue in &issues {
+        println!("{}: {issue}", path.display());
+    }
+    if errors > 0 {
+        println!("{}: {errors} error(s)", path.display());
+        ExitCode::FAILURE
+    } else {
+        println!("{}: ok ({} warning(s))", path.display(), issues.len());
+        ExitCode::SUCCESS
+    }
+}
+
+async fn serve(config_path: Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+    let (mut config, warnings, source) = match load(config_path.as_deref()) {
+        Ok(x) => x,
+        Err(e) => bail!("invalid config:\n{e}"),
+    };
+    for w in &warnings {
+        tracing::warn!(config = %source, "{w}");
+    }
+    if let Some(addr) = listen {
+        config.server.listen = addr;
+    }
+    let addr = config.server.listen;
+    let gateway = keel_server::Gateway::new(config).context("cannot build the providers")?;
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, config = %source, "keel listening");
+    announce(local)?;
+    keel_server::serve(gateway, listener, shutdown_signal()).await?;
+    tracing::info!("keel stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sim(addr: SocketAddr, config: &SimConfig) -> anyhow::Result<ExitCode> {
+    let sim = keel_sim::Simulator::new(config)?;
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    announce(listener.local_addr()?)?;
+    keel_sim::serve(listener, sim, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line on stdout with the bound address, for scripts and tests that
+/// start keel on port 0.
+fn announce(addr: SocketAddr) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on http://{addr}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

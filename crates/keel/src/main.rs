@@ -1,0 +1,24 @@
+//! The `keel` binary: a thin command line over the library crates.
+//!
+//! - `keel serve`: run the gateway (default config built in);
+//! - `keel sim`: run the provider simulator as an HTTP upstream;
+//! - `keel config check`: validate a config and list every problem.
+//!
+//! `anyhow` lives here only; the libraries return typed errors.
+
+mod cli;
+mod logging;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    logging::init(cli.log_format);
+    match cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("keel: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
