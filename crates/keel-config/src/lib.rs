@@ -166,7 +166,10 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(Config, Vec<Issue>), ConfigError> {
         let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError {
-            issues: vec![Issue::error(toml_location(&e, text), e.message().to_owned())],
+            issues: vec![Issue::error(
+                toml_location(&e, text),
+                e.message().to_owned(),
+            )],
         })?;
         validate::validate(raw, base_dir, env)
     }

@@ -69,17 +69,13 @@ pub(crate) fn validate(
 ) -> Result<(Config, Vec<Issue>), ConfigError> {
     let mut issues = Vec::new();
 
-    let listen = raw
-        .server
-        .listen
-        .parse::<SocketAddr>()
-        .unwrap_or_else(|e| {
-            issues.push(Issue::error(
-                "server.listen",
-                format!("`{}` is not an address:port ({e})", raw.server.listen),
-            ));
-            SocketAddr::from(([127, 0, 0, 1], 8080))
-        });
+    let listen = raw.server.listen.parse::<SocketAddr>().unwrap_or_else(|e| {
+        issues.push(Issue::error(
+            "server.listen",
+            format!("`{}` is not an address:port ({e})", raw.server.listen),
+        ));
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
     if raw.server.max_body_bytes == 0 || raw.server.max_body_bytes > MAX_BODY_CEILING {
         issues.push(Issue::error(
             "server.max_body_bytes",
@@ -105,7 +101,10 @@ pub(crate) fn validate(
     for (name, model) in raw.models {
         let at = format!("models.{name}");
         if model.targets.is_empty() {
-            issues.push(Issue::error(format!("{at}.targets"), "needs at least one target"));
+            issues.push(Issue::error(
+                format!("{at}.targets"),
+                "needs at least one target",
+            ));
         }
         let mut targets = Vec::new();
         for (i, t) in model.targets.into_iter().enumerate() {
@@ -119,7 +118,10 @@ pub(crate) fn validate(
                     if let Err(why) = &p.availability {
                         issues.push(Issue::warning(
                             format!("{tat}.provider"),
-                            format!("`{}` is unavailable ({why}); this target is skipped", t.provider),
+                            format!(
+                                "`{}` is unavailable ({why}); this target is skipped",
+                                t.provider
+                            ),
                         ));
                     }
                 }
@@ -148,7 +150,10 @@ pub(crate) fn validate(
         models.insert(name.clone(), ModelConfig { name, targets });
     }
     if models.is_empty() {
-        issues.push(Issue::warning("models", "no models configured: every request gets 404"));
+        issues.push(Issue::warning(
+            "models",
+            "no models configured: every request gets 404",
+        ));
     }
 
     if issues.iter().any(|i| i.severity == Severity::Error) {
@@ -175,22 +180,38 @@ fn provider_config(
     let mut availability = Ok(());
     let (kind, connect_timeout, timeout) = match raw {
         RawProvider::OpenAi(http) => {
-            let (p, c, t) = http_provider(http, "https://api.openai.com/v1", at, env, issues, &mut availability);
+            let (p, c, t) = http_provider(
+                http,
+                "https://api.openai.com/v1",
+                at,
+                env,
+                issues,
+                &mut availability,
+            );
             (ProviderKind::OpenAi(p), c, t)
         }
         RawProvider::Anthropic(http) => {
-            let (p, c, t) = http_provider(http, "https://api.anthropic.com", at, env, issues, &mut availability);
+            let (p, c, t) = http_provider(
+                http,
+                "https://api.anthropic.com",
+                at,
+                env,
+                issues,
+                &mut availability,
+            );
             (ProviderKind::Anthropic(p), c, t)
         }
         RawProvider::Sim(sim) => {
-            let script = sim.script.map(|s| if s.is_relative() { base_dir.join(s) } else { s });
-            if let Some(s) = &script {
-                if !s.is_file() {
-                    issues.push(Issue::error(
-                        format!("{at}.script"),
-                        format!("no such file: {}", s.display()),
-                    ));
-                }
+            let script = sim
+                .script
+                .map(|s| if s.is_relative() { base_dir.join(s) } else { s });
+            if let Some(s) = &script
+                && !s.is_file()
+            {
+                issues.push(Issue::error(
+                    format!("{at}.script"),
+                    format!("no such file: {}", s.display()),
+                ));
             }
             for (i, f) in sim.faults.iter().enumerate() {
                 if !(0.0..=1.0).contains(&f.rate) {
@@ -265,14 +286,20 @@ fn http_provider(
                 headers.push((h, value));
             }
         } else {
-            issues.push(Issue::error(format!("{at}.headers.{h}"), "not a valid header name"));
+            issues.push(Issue::error(
+                format!("{at}.headers.{h}"),
+                "not a valid header name",
+            ));
         }
     }
     let connect = raw.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     let total = raw.timeout.unwrap_or(DEFAULT_TIMEOUT);
     for (what, d) in [("connect_timeout", connect), ("timeout", total)] {
         if d.is_zero() {
-            issues.push(Issue::error(format!("{at}.{what}"), "must be greater than zero"));
+            issues.push(Issue::error(
+                format!("{at}.{what}"),
+                "must be greater than zero",
+            ));
         }
     }
     (
@@ -296,13 +323,22 @@ fn http_header_name_ok(name: &str) -> bool {
 
 fn check_params(p: &Params, at: &str, issues: &mut Vec<Issue>) {
     if p.max_tokens == Some(0) {
-        issues.push(Issue::error(format!("{at}.max_tokens"), "must be greater than zero"));
+        issues.push(Issue::error(
+            format!("{at}.max_tokens"),
+            "must be greater than zero",
+        ));
     }
     if p.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
-        issues.push(Issue::error(format!("{at}.temperature"), "must be between 0 and 2"));
+        issues.push(Issue::error(
+            format!("{at}.temperature"),
+            "must be between 0 and 2",
+        ));
     }
     if p.top_p.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
-        issues.push(Issue::error(format!("{at}.top_p"), "must be between 0 and 1"));
+        issues.push(Issue::error(
+            format!("{at}.top_p"),
+            "must be between 0 and 1",
+        ));
     }
 }
 
@@ -312,8 +348,10 @@ mod tests {
     use crate::Config;
 
     fn parse(text: &str, env: &[(&str, &str)]) -> Result<(Config, Vec<Issue>), ConfigError> {
-        let env: Vec<(String, String)> =
-            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         Config::parse(text, Path::new("."), &move |k| {
             env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
         })
@@ -334,7 +372,12 @@ mod tests {
             &[],
         )
         .unwrap_err();
-        let locations: Vec<&str> = err.issues.iter().filter(|i| i.severity == Severity::Error).map(|i| i.location.as_str()).collect();
+        let locations: Vec<&str> = err
+            .issues
+            .iter()
+            .filter(|i| i.severity == Severity::Error)
+            .map(|i| i.location.as_str())
+            .collect();
         assert_eq!(
             locations,
             [
@@ -363,7 +406,11 @@ mod tests {
             config.providers["openai"].availability,
             Err("KEEL_TEST_KEY is not set".to_owned())
         );
-        assert!(warnings.iter().any(|w| w.location == "models.m.targets[0].provider"));
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.location == "models.m.targets[0].provider")
+        );
         let (config, _) = parse(text, &[("KEEL_TEST_KEY", "sk-test")]).unwrap();
         assert!(config.providers["openai"].availability.is_ok());
     }
@@ -372,7 +419,11 @@ mod tests {
     fn unknown_fields_are_rejected_with_a_line() {
         let err = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", &[]).unwrap_err();
         assert_eq!(err.issues.len(), 1);
-        assert!(err.issues[0].location.starts_with("line 3"), "{:?}", err.issues);
+        assert!(
+            err.issues[0].location.starts_with("line 3"),
+            "{:?}",
+            err.issues
+        );
         assert!(err.issues[0].message.contains("lisen"));
     }
 

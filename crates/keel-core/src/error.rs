@@ -23,6 +23,8 @@ pub enum ErrorKind {
     ModelNotFound,
     /// No such route. 404.
     NotFound,
+    /// The route exists, not with this method. 405.
+    MethodNotAllowed,
     /// Body over `server.max_body_bytes`. 413.
     PayloadTooLarge,
     /// The upstream (or keel) asked the client to slow down. 429.
@@ -75,7 +77,12 @@ impl Error {
     }
 
     pub fn invalid_request(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::InvalidRequest, Source::Client, false, message.into())
+        Self::new(
+            ErrorKind::InvalidRequest,
+            Source::Client,
+            false,
+            message.into(),
+        )
     }
 
     pub fn model_not_found(model: &str) -> Self {
@@ -92,6 +99,15 @@ impl Error {
         Self::new(ErrorKind::NotFound, Source::Client, false, message.into())
     }
 
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(
+            ErrorKind::MethodNotAllowed,
+            Source::Client,
+            false,
+            message.into(),
+        )
+    }
+
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(
             ErrorKind::PayloadTooLarge,
@@ -102,7 +118,12 @@ impl Error {
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Unavailable, Source::Internal, true, message.into())
+        Self::new(
+            ErrorKind::Unavailable,
+            Source::Internal,
+            true,
+            message.into(),
+        )
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
@@ -197,11 +218,20 @@ mod tests {
     #[test]
     fn upstream_statuses_are_retryable_only_when_trying_again_can_help() {
         for status in [408, 409, 429, 500, 502, 503, 529] {
-            assert!(Error::upstream_status("p", status, "x").retryable, "{status}");
+            assert!(
+                Error::upstream_status("p", status, "x").retryable,
+                "{status}"
+            );
         }
         for status in [400, 401, 403, 404, 413, 422] {
-            assert!(!Error::upstream_status("p", status, "x").retryable, "{status}");
+            assert!(
+                !Error::upstream_status("p", status, "x").retryable,
+                "{status}"
+            );
         }
-        assert_eq!(Error::upstream_status("p", 429, "x").kind, ErrorKind::RateLimited);
+        assert_eq!(
+            Error::upstream_status("p", 429, "x").kind,
+            ErrorKind::RateLimited
+        );
     }
 }

@@ -27,9 +27,11 @@ impl DecodeError {
     }
 
     /// Parses `body` as `T`, naming the path of the first field that fails.
-    pub(crate) fn parse<'de, T: serde::Deserialize<'de>>(body: &'de [u8]) -> Result<T, DecodeError> {
+    pub(crate) fn parse<'de, T: serde::Deserialize<'de>>(
+        body: &'de [u8],
+    ) -> Result<T, DecodeError> {
         let de = &mut serde_json::Deserializer::from_slice(body);
-        serde_path_to_error::deserialize(de).map_err(|e| {
+        let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             let message = if inner.is_syntax() || inner.is_eof() {
@@ -37,12 +39,16 @@ impl DecodeError {
             } else {
                 inner.to_string()
             };
-            if path == "." || path.is_empty() {
+            if matches!(path.as_str(), "." | "?" | "") {
                 DecodeError::new(message)
             } else {
                 DecodeError::at(path.clone(), format!("{path}: {message}"))
             }
-        })
+        })?;
+        // Without this, anything after the first JSON value is ignored.
+        de.end()
+            .map_err(|e| DecodeError::new(format!("body is not valid JSON: {e}")))?;
+        Ok(value)
     }
 }
 

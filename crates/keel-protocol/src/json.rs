@@ -40,7 +40,13 @@ pub(crate) fn require<T: DeserializeOwned>(
 pub(crate) fn field<T: DeserializeOwned>(v: Value, at: &str) -> Result<T, DecodeError> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let inner = e.path().to_string();
-        let path = if inner == "." { at.to_owned() } else if inner.starts_with('[') { format!("{at}{inner}") } else { format!("{at}.{inner}") };
+        let path = if inner == "." {
+            at.to_owned()
+        } else if inner.starts_with('[') {
+            format!("{at}{inner}")
+        } else {
+            format!("{at}.{inner}")
+        };
         let message = format!("{path}: {}", e.into_inner());
         DecodeError::at(path, message)
     })

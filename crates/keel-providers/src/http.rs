@@ -34,7 +34,10 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| {
-                Error::internal(format!("provider `{}`: cannot build HTTP client: {e}", config.name))
+                Error::internal(format!(
+                    "provider `{}`: cannot build HTTP client: {e}",
+                    config.name
+                ))
             })?;
         Ok(Upstream {
             name: config.name.clone(),
@@ -77,11 +80,22 @@ pub(crate) fn headers(name: &str, http: &HttpProvider) -> Result<HeaderMap, Erro
     Ok(map)
 }
 
-pub(crate) fn insert_secret(map: &mut HeaderMap, provider: &str, key: &str, value: &str) -> Result<(), Error> {
-    let name = HeaderName::from_bytes(key.as_bytes())
-        .map_err(|_| Error::internal(format!("provider `{provider}`: invalid header name `{key}`")))?;
-    let mut value = HeaderValue::from_str(value)
-        .map_err(|_| Error::internal(format!("provider `{provider}`: header `{key}` has an invalid value")))?;
+pub(crate) fn insert_secret(
+    map: &mut HeaderMap,
+    provider: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), Error> {
+    let name = HeaderName::from_bytes(key.as_bytes()).map_err(|_| {
+        Error::internal(format!(
+            "provider `{provider}`: invalid header name `{key}`"
+        ))
+    })?;
+    let mut value = HeaderValue::from_str(value).map_err(|_| {
+        Error::internal(format!(
+            "provider `{provider}`: header `{key}` has an invalid value"
+        ))
+    })?;
     value.set_sensitive(true);
     map.insert(name, value);
     Ok(())
@@ -210,7 +224,9 @@ impl StreamState {
     fn fail(&mut self, e: StreamError) -> Error {
         self.finished = true;
         match e {
-            StreamError::Upstream { message } => Error::upstream_stream_error(&self.upstream.name, &message),
+            StreamError::Upstream { message } => {
+                Error::upstream_stream_error(&self.upstream.name, &message)
+            }
             StreamError::Malformed(what) => Error::upstream_protocol(&self.upstream.name, what),
         }
     }

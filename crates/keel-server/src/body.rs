@@ -19,7 +19,11 @@ pub(crate) async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Resul
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(Error::payload_too_large(limit)),
-        Err(e) => Err(Error::invalid_request(format!("could not read the request body: {e}"))),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(Error::payload_too_large(limit))
+        }
+        Err(e) => Err(Error::invalid_request(format!(
+            "could not read the request body: {e}"
+        ))),
     }
 }

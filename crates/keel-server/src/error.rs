@@ -19,6 +19,7 @@ pub(crate) fn status(err: &Error) -> StatusCode {
     let code = match err.kind {
         ErrorKind::InvalidRequest => 400,
         ErrorKind::ModelNotFound | ErrorKind::NotFound => 404,
+        ErrorKind::MethodNotAllowed => 405,
         ErrorKind::PayloadTooLarge => 413,
         ErrorKind::RateLimited => 429,
         ErrorKind::Unavailable => 503,
@@ -40,6 +41,7 @@ pub(crate) fn code(err: &Error) -> &'static str {
         ErrorKind::InvalidRequest => "invalid_request",
         ErrorKind::ModelNotFound => "model_not_found",
         ErrorKind::NotFound => "not_found",
+        ErrorKind::MethodNotAllowed => "method_not_allowed",
         ErrorKind::PayloadTooLarge => "payload_too_large",
         ErrorKind::RateLimited if err.source == Source::Upstream => "upstream_rate_limited",
         ErrorKind::RateLimited => "rate_limited",
@@ -77,7 +79,11 @@ pub(crate) fn decorate(err: &Error, response: &mut Response) {
             headers.insert(header::RETRY_AFTER, v);
         }
     }
-    if let Some(provider) = err.provider.as_deref().and_then(|p| HeaderValue::from_str(p).ok()) {
+    if let Some(provider) = err
+        .provider
+        .as_deref()
+        .and_then(|p| HeaderValue::from_str(p).ok())
+    {
         headers.insert("x-keel-provider", provider);
     }
 }
@@ -86,9 +92,15 @@ pub(crate) fn decorate(err: &Error, response: &mut Response) {
 /// (it could hold request data).
 pub(crate) fn panic_response(_payload: Box<dyn Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked; this is a bug in keel");
-    let err = Error::internal("internal error in keel (a bug: please report it with the x-request-id)");
+    let err =
+        Error::internal("internal error in keel (a bug: please report it with the x-request-id)");
     let body = openai::encode_error(&wire(&err));
-    let mut response = (status(&err), [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    let mut response = (
+        status(&err),
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
     decorate(&err, &mut response);
     response
 }
@@ -99,7 +111,18 @@ mod tests {
 
     #[test]
     fn upstream_statuses_map_to_what_the_client_can_act_on() {
-        let cases = [(400, 400), (401, 502), (403, 502), (404, 502), (413, 413), (422, 422), (429, 429), (500, 502), (503, 502), (529, 503)];
+        let cases = [
+            (400, 400),
+            (401, 502),
+            (403, 502),
+            (404, 502),
+            (413, 413),
+            (422, 422),
+            (429, 429),
+            (500, 502),
+            (503, 502),
+            (529, 503),
+        ];
         for (upstream, client) in cases {
             let err = Error::upstream_status("p", upstream, "x");
             assert_eq!(status(&err).as_u16(), client, "upstream {upstream}");

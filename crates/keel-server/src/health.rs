@@ -1,10 +1,10 @@
 //! `GET /healthz`: the process is up. `GET /readyz`: the config is loaded
 //! and at least one model has an available provider to route to.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::json;
 
 use crate::state::Gateway;
@@ -18,7 +18,11 @@ pub(crate) async fn readyz(State(gw): State<Gateway>) -> Response {
     let routable = config
         .models
         .values()
-        .filter(|m| m.targets.iter().any(|t| gw.inner.providers.contains_key(&t.provider)))
+        .filter(|m| {
+            m.targets
+                .iter()
+                .any(|t| gw.inner.providers.contains_key(&t.provider))
+        })
         .count();
     let providers: Vec<_> = config
         .providers
@@ -32,7 +36,11 @@ pub(crate) async fn readyz(State(gw): State<Gateway>) -> Response {
             })
         })
         .collect();
-    let status = if routable > 0 { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if routable > 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if routable > 0 { "ready" } else { "not_ready" },
         "models": config.models.len(),

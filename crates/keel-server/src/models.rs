@@ -43,7 +43,11 @@ pub(crate) async fn list(State(gw): State<Gateway>, headers: HeaderMap) -> Respo
     Json(body).into_response()
 }
 
-pub(crate) async fn get(State(gw): State<Gateway>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub(crate) async fn get(
+    State(gw): State<Gateway>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let front = front_of(&headers);
     if gw.config().models.contains_key(&id) {
         Json(entry(front, &id)).into_response()

@@ -45,7 +45,8 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
         let include_usage = req.include_usage;
         match routed.provider.chat_stream(req, &ctx).await {
             Ok(events) => {
-                let mut response = stream::respond(front, events, rec, include_usage, input_estimate);
+                let mut response =
+                    stream::respond(front, events, rec, include_usage, input_estimate);
                 served_headers(&mut response, &routed);
                 response
             }
@@ -55,6 +56,9 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
         match routed.provider.chat(req, &ctx).await {
             Ok(mut resp) => {
                 fill_usage(&mut resp, input_estimate);
+                if resp.created == 0 {
+                    resp.created = unix_now();
+                }
                 // 9. translate
                 let mut response = json(front.encode(&resp));
                 served_headers(&mut response, &routed);
@@ -83,7 +87,11 @@ pub(crate) async fn embeddings(gw: Gateway, headers: HeaderMap, body: Body) -> R
         rec.provider = Some(routed.provider_name.clone());
         rec.upstream_model = Some(routed.target.model.clone());
         let base64 = req.encoding_format.as_deref() == Some("base64");
-        let estimate = req.input.iter().map(|s| tokens::estimate(s)).fold(0, u32::saturating_add);
+        let estimate = req
+            .input
+            .iter()
+            .map(|s| tokens::estimate(s))
+            .fold(0, u32::saturating_add);
         req.model.clone_from(&routed.target.model);
         let mut resp = routed.provider.embed(req, &ctx).await?;
         if resp.input_tokens == 0 {
@@ -190,9 +198,19 @@ fn fill_usage(resp: &mut ChatResponse, input_estimate: u32) {
         resp.usage.input_tokens = input_estimate;
     }
     if resp.usage.output_tokens == 0 {
-        let args = resp.tool_calls.iter().map(|c| tokens::estimate(&c.arguments));
+        let args = resp
+            .tool_calls
+            .iter()
+            .map(|c| tokens::estimate(&c.arguments));
         resp.usage.output_tokens = tokens::estimate(&resp.text).saturating_add(args.sum());
     }
+}
+
+/// Anthropic answers carry no creation time; OpenAI clients expect one.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn request_id(headers: &HeaderMap) -> String {

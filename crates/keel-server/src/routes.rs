@@ -23,6 +23,7 @@ pub(crate) fn router(gw: Gateway) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(gw);
     stack::layer(routes)
 }
@@ -39,8 +40,18 @@ async fn embeddings(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -
     pipeline::embeddings(gw, headers, body).await
 }
 
-/// Unknown paths (and known paths with the wrong method) get a 404 in the
+/// Unknown paths get a 404, known paths with the wrong method a 405, in the
 /// shape of the protocol the client appears to speak.
 async fn not_found(method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    models::front_of(&headers).error_response(&Error::not_found(format!("no route for {method} {}", uri.path())))
+    models::front_of(&headers).error_response(&Error::not_found(format!(
+        "no route for {method} {}",
+        uri.path()
+    )))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    models::front_of(&headers).error_response(&Error::method_not_allowed(format!(
+        "{} does not accept {method}",
+        uri.path()
+    )))
 }

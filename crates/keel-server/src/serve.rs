@@ -29,7 +29,10 @@ pub async fn serve(
     let (started_tx, started_rx) = oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
-        tracing::info!(grace_secs = grace.as_secs_f64(), "shutting down: draining in-flight requests");
+        tracing::info!(
+            grace_secs = grace.as_secs_f64(),
+            "shutting down: draining in-flight requests"
+        );
         let _ = started_tx.send(());
     };
     let server = axum::serve(listener, app).with_graceful_shutdown(signal);

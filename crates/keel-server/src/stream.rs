@@ -11,6 +11,7 @@ use keel_core::{Error, EventStream};
 use keel_protocol::chat::{StreamEvent, Usage};
 
 use crate::front::{Encoder, Front};
+use crate::pipeline::unix_now;
 use crate::record::Record;
 
 struct State {
@@ -71,16 +72,24 @@ impl State {
                     }
                 }
                 Some(Ok(StreamEvent::Usage(u))) => self.usage = Some(u),
-                Some(Ok(ev)) => {
-                    match &ev {
+                Some(Ok(mut ev)) => {
+                    match &mut ev {
+                        StreamEvent::Start { created, .. } if *created == 0 => {
+                            *created = unix_now()
+                        }
                         StreamEvent::TextDelta(t) => self.output_bytes += t.len(),
-                        StreamEvent::ToolCallDelta { arguments, .. } => self.output_bytes += arguments.len(),
+                        StreamEvent::ToolCallDelta { arguments, .. } => {
+                            self.output_bytes += arguments.len()
+                        }
                         _ => {}
                     }
                     self.encoder.event(&ev, &mut out);
                 }
                 Some(Err(e)) => self.fail(&e, &mut out),
-                None => self.fail(&Error::internal("the upstream event stream ended without a terminal event"), &mut out),
+                None => self.fail(
+                    &Error::internal("the upstream event stream ended without a terminal event"),
+                    &mut out,
+                ),
             }
         }
         Some(Bytes::from(out))

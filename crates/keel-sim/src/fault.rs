@@ -17,7 +17,10 @@ pub enum Outcome {
     Reply,
     /// An error status with the protocol's error body; `retry_after` in
     /// seconds becomes a `Retry-After` header.
-    Status { status: u16, retry_after: Option<u64> },
+    Status {
+        status: u16,
+        retry_after: Option<u64>,
+    },
     /// The connection is dropped with no response at all.
     Reset,
     /// No answer, ever (until the client gives up).
@@ -191,8 +194,8 @@ mod tests {
 
     #[test]
     fn parses_combined_items() {
-        let f = Fault::parse(" latency=200ms, ttft=1.5s ,gap=50ms,status=503,retry-after=2,")
-            .unwrap();
+        let f =
+            Fault::parse(" latency=200ms, ttft=1.5s ,gap=50ms,status=503,retry-after=2,").unwrap();
         assert_eq!(f.latency, ms(200));
         assert_eq!(f.ttft, ms(1500));
         assert_eq!(f.gap, ms(50));
@@ -216,28 +219,56 @@ mod tests {
             ("malformed", Outcome::Malformed),
             ("cut=3", Outcome::Cut(3)),
             ("stream-error=0", Outcome::StreamError(0)),
-            ("status=429", Outcome::Status { status: 429, retry_after: None }),
+            (
+                "status=429",
+                Outcome::Status {
+                    status: 429,
+                    retry_after: None,
+                },
+            ),
         ];
         for (spec, want) in cases {
             assert_eq!(Fault::parse(spec).unwrap().outcome, want, "{spec}");
         }
-        assert!(Fault::parse("schema-violation,gap=2s").unwrap().schema_violation);
+        assert!(
+            Fault::parse("schema-violation,gap=2s")
+                .unwrap()
+                .schema_violation
+        );
     }
 
     #[test]
     fn errors_name_the_item() {
         let cases = [
             ("latency=200ms,explode", "`explode`: unknown fault"),
-            ("latency=200", "`latency=200`: expected a duration such as 200ms or 1.5s"),
-            ("ttft=-1s", "`ttft=-1s`: expected a duration such as 200ms or 1.5s"),
-            ("gap=2h", "`gap=2h`: expected a duration such as 200ms or 1.5s"),
+            (
+                "latency=200",
+                "`latency=200`: expected a duration such as 200ms or 1.5s",
+            ),
+            (
+                "ttft=-1s",
+                "`ttft=-1s`: expected a duration such as 200ms or 1.5s",
+            ),
+            (
+                "gap=2h",
+                "`gap=2h`: expected a duration such as 200ms or 1.5s",
+            ),
             ("latency=5000s", "`latency=5000s`: longer than the 1h limit"),
-            ("status=200", "`status=200`: status must be an error status, 400 to 599"),
+            (
+                "status=200",
+                "`status=200`: status must be an error status, 400 to 599",
+            ),
             ("status", "`status`: needs a value (`key=value`)"),
             ("reset=1", "`reset=1`: takes no value"),
             ("cut=x", "`cut=x`: expected a non-negative integer"),
-            ("reset,hang", "`hang`: conflicts with `reset`: one ending per request"),
-            ("retry-after=2", "`retry-after=2`: only applies with `status=`"),
+            (
+                "reset,hang",
+                "`hang`: conflicts with `reset`: one ending per request",
+            ),
+            (
+                "retry-after=2",
+                "`retry-after=2`: only applies with `status=`",
+            ),
         ];
         for (spec, want) in cases {
             assert_eq!(Fault::parse(spec).unwrap_err().to_string(), want, "{spec}");

@@ -28,6 +28,13 @@
 //! [`keel_protocol::tokens::estimate`]: input over the system prompt and every
 //! message, output over the text and tool arguments.
 //!
+//! Embeddings are unit-length vectors drawn from a hash of (seed, input),
+//! `dimensions` long (default 16, at most 8192): identical inputs match.
+//!
+//! [`Simulator::stats`] (and `GET /_sim/stats`) counts planned requests,
+//! HTTP requests per route, injected faults and responses the client
+//! abandoned.
+//!
 //! # Script file (TOML)
 //!
 //! ```toml
@@ -63,6 +70,12 @@
 //! | `schema-violation` | JSON breaking the requested schema (tool arguments first, else `json_schema`/`json_object` text): a required property dropped and another mistyped |
 //! | `cut=N` | the stream ends after N events with no terminal event; a non-stream body is cut in half and the connection dropped |
 //! | `stream-error=N` | after N events, the protocol's error event (OpenAI `data: {"error":…}`, Anthropic `event: error`); non-stream: a 500 |
+//!
+//! `N` in `cut`/`stream-error` counts keel's stream events
+//! ([`StreamEvent`](keel_protocol::chat::StreamEvent): `Start`, each delta,
+//! `Finish`, `Usage`), not SSE frames: the protocol's encoder decides the
+//! frames (Anthropic folds `Finish` and `Usage` into its closing ones). The header is
+//! [`FAULT_HEADER`]; [`Fault::parse`] parses a spec.
 //!
 //! At most one of `status`, `reset`, `hang`, `malformed`, `cut`,
 //! `stream-error`; timings and `schema-violation` combine with any. An

@@ -37,8 +37,13 @@ impl<R> Plan<R> {
     /// (a 500; mid-stream it becomes the protocol's error event).
     pub fn error(&self) -> Option<WireError> {
         let (status, message) = match self.fault.outcome {
-            Outcome::Status { status, .. } => (status, format!("simulated upstream error (status={status})")),
-            Outcome::StreamError(n) => (500, format!("simulated upstream error (stream-error={n})")),
+            Outcome::Status { status, .. } => (
+                status,
+                format!("simulated upstream error (status={status})"),
+            ),
+            Outcome::StreamError(n) => {
+                (500, format!("simulated upstream error (stream-error={n})"))
+            }
             _ => return None,
         };
         Some(WireError {
@@ -71,7 +76,10 @@ impl Plan<ChatResponse> {
                 name: call.name.clone(),
             });
             let args = &call.arguments;
-            let mid = (0..=args.len() / 2).rev().find(|i| args.is_char_boundary(*i)).unwrap_or(0);
+            let mid = (0..=args.len() / 2)
+                .rev()
+                .find(|i| args.is_char_boundary(*i))
+                .unwrap_or(0);
             for part in [&args[..mid], &args[mid..]] {
                 if !part.is_empty() {
                     out.push(StreamEvent::ToolCallDelta {
@@ -106,7 +114,8 @@ impl Plan<ChatResponse> {
                 steps
             }
             Outcome::Malformed => {
-                let mut steps: Vec<StreamStep> = events.into_iter().map(StreamStep::Event).collect();
+                let mut steps: Vec<StreamStep> =
+                    events.into_iter().map(StreamStep::Event).collect();
                 steps.insert(1.min(steps.len()), StreamStep::Malformed);
                 steps
             }
@@ -114,7 +123,6 @@ impl Plan<ChatResponse> {
         }
     }
 }
-
 
 /// The part of a non-stream body a `cut` fault sends before dropping the
 /// connection: the first half.
@@ -155,7 +163,10 @@ mod tests {
     }
 
     fn events(steps: &[StreamStep]) -> usize {
-        steps.iter().filter(|s| matches!(s, StreamStep::Event(_))).count()
+        steps
+            .iter()
+            .filter(|s| matches!(s, StreamStep::Event(_)))
+            .count()
     }
 
     #[test]
@@ -187,7 +198,10 @@ mod tests {
             retry_after: Some(2),
         });
         let e = p.error().unwrap();
-        assert_eq!((e.status, e.message.as_str()), (429, "simulated upstream error (status=429)"));
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (429, "simulated upstream error (status=429)")
+        );
         assert_eq!(plan(Outcome::Reset).error(), None);
         assert_eq!(cut_body(b"abcdef"), b"abc");
     }

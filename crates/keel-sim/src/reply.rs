@@ -45,7 +45,13 @@ pub(crate) fn reply(
     } else {
         FinishReason::ToolCalls
     };
-    if let Some(at) = req.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min() {
+    if let Some(at) = req
+        .stop
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s.as_str()))
+        .min()
+    {
         text.truncate(at);
     }
     if let Some(max) = req.max_tokens
@@ -86,7 +92,11 @@ pub(crate) fn last_user_text(req: &ChatRequest) -> String {
         .unwrap_or_default()
 }
 
-fn default_answer(req: &ChatRequest, content_seed: u64, rng: &mut SmallRng) -> (String, Vec<ToolCall>) {
+fn default_answer(
+    req: &ChatRequest,
+    content_seed: u64,
+    rng: &mut SmallRng,
+) -> (String, Vec<ToolCall>) {
     let last = req.messages.last();
     let user_turn = last.is_some_and(|m| m.role == Role::User);
     if user_turn && !req.tools.is_empty() && req.tool_choice != Some(ToolChoice::None) {
@@ -105,18 +115,28 @@ fn default_answer(req: &ChatRequest, content_seed: u64, rng: &mut SmallRng) -> (
             (None, Some(name)) => (name, json!({})),
             (None, None) => return (String::new(), Vec::new()),
         };
-        return (String::new(), vec![tool_call(content_seed, name, arguments.to_string())]);
+        return (
+            String::new(),
+            vec![tool_call(content_seed, name, arguments.to_string())],
+        );
     }
     let prose = match last {
         Some(m) if m.role == Role::Tool => format!(
             "Simulated reply using the tool result: \"{}\".",
             words::clip(&m.joined_text(), 60)
         ),
-        _ => format!("Simulated reply to: \"{}\".", words::clip(&last_user_text(req), 60)),
+        _ => format!(
+            "Simulated reply to: \"{}\".",
+            words::clip(&last_user_text(req), 60)
+        ),
     };
     let text = match &req.response_format {
-        Some(ResponseFormat::JsonSchema { schema, .. }) => schema::generate(schema, rng).to_string(),
-        Some(ResponseFormat::JsonObject) => json!({"reply": prose, "mood": words::pick(rng)}).to_string(),
+        Some(ResponseFormat::JsonSchema { schema, .. }) => {
+            schema::generate(schema, rng).to_string()
+        }
+        Some(ResponseFormat::JsonObject) => {
+            json!({"reply": prose, "mood": words::pick(rng)}).to_string()
+        }
         Some(ResponseFormat::Text) | None => {
             let n = rng.random_range(4..=8);
             format!("{prose} {}.", words::phrase(rng, n))
@@ -146,7 +166,12 @@ fn truncate(text: &str, max: u32) -> String {
     }
     if end == 0 {
         let budget = usize::try_from(max).unwrap_or(usize::MAX).saturating_mul(4);
-        end = text.char_indices().map(|(i, _)| i).take_while(|i| *i <= budget).last().unwrap_or(0);
+        end = text
+            .char_indices()
+            .map(|(i, _)| i)
+            .take_while(|i| *i <= budget)
+            .last()
+            .unwrap_or(0);
     }
     text[..end].to_owned()
 }
@@ -156,7 +181,11 @@ fn truncate(text: &str, max: u32) -> String {
 /// already not JSON (cut by `max_tokens`) is left as it is.
 fn violate(req: &ChatRequest, text: &mut String, tool_calls: &mut [ToolCall]) {
     if let Some(call) = tool_calls.first_mut() {
-        let params = req.tools.iter().find(|t| t.name == call.name).map(|t| &t.parameters);
+        let params = req
+            .tools
+            .iter()
+            .find(|t| t.name == call.name)
+            .map(|t| &t.parameters);
         let schema = params.cloned().unwrap_or_else(|| json!({"type": "object"}));
         if let Ok(args) = serde_json::from_str::<Value>(&call.arguments) {
             call.arguments = schema::violate(&schema, args).to_string();
@@ -176,6 +205,10 @@ fn violate(req: &ChatRequest, text: &mut String, tool_calls: &mut [ToolCall]) {
 
 /// Estimated over the system prompt and every message's text.
 fn input_tokens(req: &ChatRequest) -> u32 {
-    let texts = req.system.iter().cloned().chain(req.messages.iter().map(|m| m.joined_text()));
+    let texts = req
+        .system
+        .iter()
+        .cloned()
+        .chain(req.messages.iter().map(|m| m.joined_text()));
     estimate(&texts.collect::<Vec<_>>().join("\n"))
 }

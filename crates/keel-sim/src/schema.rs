@@ -38,11 +38,16 @@ pub(crate) fn violate(schema: &Value, valid: Value) -> Value {
     // Prefer retyping a second required property: it is surely present.
     let retyped = props.and_then(|p| {
         let present = |k: &str| map.contains_key(k) && p.contains_key(k);
-        let key = required.iter().skip(1).copied().find(|k| present(k)).or_else(|| {
-            p.keys()
-                .map(String::as_str)
-                .find(|k| required.first() != Some(k) && present(k))
-        })?;
+        let key = required
+            .iter()
+            .skip(1)
+            .copied()
+            .find(|k| present(k))
+            .or_else(|| {
+                p.keys()
+                    .map(String::as_str)
+                    .find(|k| required.first() != Some(k) && present(k))
+            })?;
         p.get_key_value(key)
     });
     if let Some((key, prop)) = retyped {
@@ -101,7 +106,11 @@ impl Generator<'_> {
             "integer" => {
                 let (lo, hi) = bounds(s);
                 let (lo, hi) = (lo.ceil() as i64, hi.floor() as i64);
-                json!(if lo <= hi { self.rng.random_range(lo..=hi) } else { lo })
+                json!(if lo <= hi {
+                    self.rng.random_range(lo..=hi)
+                } else {
+                    lo
+                })
             }
             "number" => {
                 let (lo, hi) = bounds(s);
@@ -134,7 +143,10 @@ impl Generator<'_> {
 
     fn array(&mut self, s: &Value, depth: usize) -> Value {
         let min = s.get("minItems").and_then(Value::as_u64).unwrap_or(0);
-        let max = s.get("maxItems").and_then(Value::as_u64).unwrap_or(u64::MAX);
+        let max = s
+            .get("maxItems")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX);
         let len = self.rng.random_range(1..=2_u64).max(min).min(max).min(64);
         let items = s.get("items").unwrap_or(&Value::Null);
         (0..len).map(|_| self.value(items, depth + 1)).collect()
@@ -148,15 +160,23 @@ impl Generator<'_> {
             Some("time") => "12:00:00Z".to_owned(),
             Some("email") => format!("{}@example.com", words::pick(self.rng)),
             Some("uri" | "url") => format!("https://example.com/{}", words::pick(self.rng)),
-            Some("uuid") => format!("00000000-0000-4000-8000-{:012x}", self.rng.random::<u64>() >> 16),
+            Some("uuid") => format!(
+                "00000000-0000-4000-8000-{:012x}",
+                self.rng.random::<u64>() >> 16
+            ),
             _ => words::pick(self.rng).to_owned(),
         };
         let min = s.get("minLength").and_then(Value::as_u64).unwrap_or(0);
-        let max = s.get("maxLength").and_then(Value::as_u64).unwrap_or(u64::MAX);
+        let max = s
+            .get("maxLength")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX);
         while (text.chars().count() as u64) < min.min(4096) {
             text.push('x');
         }
-        text.chars().take(usize::try_from(max).unwrap_or(usize::MAX)).collect()
+        text.chars()
+            .take(usize::try_from(max).unwrap_or(usize::MAX))
+            .collect()
     }
 }
 
@@ -219,8 +239,15 @@ fn wrong_type(s: &Value) -> Value {
         ("array", json!([])),
         ("null", Value::Null),
     ];
-    let allows = |t: &str| allowed.iter().any(|a| *a == t || (t == "number" && *a == "integer"));
-    match candidates.into_iter().find(|(t, _)| !allowed.is_empty() && !allows(t)) {
+    let allows = |t: &str| {
+        allowed
+            .iter()
+            .any(|a| *a == t || (t == "number" && *a == "integer"))
+    };
+    match candidates
+        .into_iter()
+        .find(|(t, _)| !allowed.is_empty() && !allows(t))
+    {
         Some((_, v)) => v,
         None => json!("sim: not an allowed value"),
     }
@@ -304,11 +331,20 @@ mod tests {
     fn violation_breaks_the_schema() {
         let s = schema();
         let bad = violate(&s, generate(&s, &mut rng()));
-        assert!(bad.get("name").is_none(), "first required property dropped: {bad}");
+        assert!(
+            bad.get("name").is_none(),
+            "first required property dropped: {bad}"
+        );
         assert!(!bad["age"].is_i64(), "another property retyped: {bad}");
 
-        assert_eq!(violate(&json!({"type": "string"}), json!("x")), json!(12345));
-        assert_eq!(violate(&json!({"type": "integer"}), json!(1)), json!("sim: wrong type"));
+        assert_eq!(
+            violate(&json!({"type": "string"}), json!("x")),
+            json!(12345)
+        );
+        assert_eq!(
+            violate(&json!({"type": "integer"}), json!(1)),
+            json!("sim: wrong type")
+        );
         assert!(violate(&json!({"type": "object"}), json!({})).is_string());
         let nullable = violate(&json!({"type": ["string", "null"]}), json!("x"));
         assert!(nullable.is_number());

@@ -32,7 +32,10 @@ enum Matcher {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Answer {
     Reply(String),
-    ToolCall { name: String, arguments: Value },
+    ToolCall {
+        name: String,
+        arguments: Value,
+    },
     /// Any JSON value, returned as the reply text.
     Json(Value),
 }
@@ -106,7 +109,9 @@ impl Script {
             .rule
             .into_iter()
             .enumerate()
-            .map(|(index, r)| Rule::validate(r).map_err(|reason| ParseError::Rule { index, reason }))
+            .map(|(index, r)| {
+                Rule::validate(r).map_err(|reason| ParseError::Rule { index, reason })
+            })
             .collect::<Result<_, _>>()?;
         Ok(Script { rules })
     }
@@ -194,12 +199,21 @@ mod tests {
             }
         );
         let order = s.find("order 42").unwrap();
-        assert_eq!(order.answer, Answer::Json(json!({"status": "shipped", "items": [1, 2]})));
+        assert_eq!(
+            order.answer,
+            Answer::Json(json!({"status": "shipped", "items": [1, 2]}))
+        );
         assert_eq!(order.usage.unwrap().output_tokens, Some(7));
         assert_eq!(order.usage.unwrap().input_tokens, None);
         let slow = s.find("so SLOW").unwrap();
-        assert_eq!(slow.fault.as_ref().unwrap().ttft, std::time::Duration::from_secs(2));
-        assert_eq!(s.find("order 42 please").unwrap().answer, Answer::Reply("fallback".into()));
+        assert_eq!(
+            slow.fault.as_ref().unwrap().ttft,
+            std::time::Duration::from_secs(2)
+        );
+        assert_eq!(
+            s.find("order 42 please").unwrap().answer,
+            Answer::Reply("fallback".into())
+        );
     }
 
     fn rule_error(text: &str) -> (usize, String) {
@@ -216,7 +230,10 @@ mod tests {
         assert_eq!(i, 1);
         assert!(r.starts_with("regex: "), "{r}");
         let (i, r) = rule_error("[[rule]]\ncontains = 'a'\nreply = 'a'\njson = 1");
-        assert_eq!((i, r.as_str()), (0, "needs exactly one of `reply`, `tool_call`, `json`"));
+        assert_eq!(
+            (i, r.as_str()),
+            (0, "needs exactly one of `reply`, `tool_call`, `json`")
+        );
         let (_, r) = rule_error("[[rule]]\nreply = 'a'\nfault = 'explode'");
         assert_eq!(r, "fault `explode`: unknown fault");
         let (_, r) = rule_error("[[rule]]\ncontains = 'a'\nregex = 'a'\nreply = 'a'");
@@ -231,7 +248,10 @@ mod tests {
             "[[rule]]\nreply = 'a'\nusage = { input = 1 }",
             "[[rule]]\ntool_call = { name = 'f', args = {} }",
         ] {
-            assert!(matches!(Script::parse(text), Err(ParseError::Toml(_))), "{text}");
+            assert!(
+                matches!(Script::parse(text), Err(ParseError::Toml(_))),
+                "{text}"
+            );
         }
     }
 }

@@ -48,7 +48,8 @@ impl Simulator {
                         rate: rule.rate,
                     });
                 }
-                let fault = Fault::parse(&rule.fault).map_err(|source| SimError::FaultRule { index, source })?;
+                let fault = Fault::parse(&rule.fault)
+                    .map_err(|source| SimError::FaultRule { index, source })?;
                 Ok((rule.rate, fault))
             })
             .collect::<Result<_, _>>()?;
@@ -99,8 +100,16 @@ impl Simulator {
         }
         let response = EmbeddingsResponse {
             model: req.model.clone(),
-            data: req.input.iter().map(|text| embed::vector(self.inner.seed, text, dims)).collect(),
-            input_tokens: req.input.iter().map(|t| estimate(t)).fold(0, u32::saturating_add),
+            data: req
+                .input
+                .iter()
+                .map(|text| embed::vector(self.inner.seed, text, dims))
+                .collect(),
+            input_tokens: req
+                .input
+                .iter()
+                .map(|t| estimate(t))
+                .fold(0, u32::saturating_add),
         };
         Ok(Plan { fault, response })
     }
@@ -121,13 +130,22 @@ impl Simulator {
     /// Header first, then the matched script rule's fault, then the config
     /// rules drawn with an RNG seeded by the request index (so the same seed
     /// and request sequence inject the same faults).
-    fn choose_fault(&self, index: u64, header: Option<&str>, rule: Option<&Rule>) -> Result<Fault, SimError> {
+    fn choose_fault(
+        &self,
+        index: u64,
+        header: Option<&str>,
+        rule: Option<&Rule>,
+    ) -> Result<Fault, SimError> {
         let (fault, source) = match (header, rule.and_then(|r| r.fault.as_ref())) {
             (Some(spec), _) => (Fault::parse(spec)?, "header"),
             (None, Some(f)) => (f.clone(), "script"),
             (None, None) => {
                 let mut rng = seed::rng(self.inner.seed, index);
-                let hit = self.inner.rules.iter().find(|(rate, _)| rng.random::<f64>() < *rate);
+                let hit = self
+                    .inner
+                    .rules
+                    .iter()
+                    .find(|(rate, _)| rng.random::<f64>() < *rate);
                 (hit.map(|(_, f)| f.clone()).unwrap_or_default(), "config")
             }
         };
@@ -163,7 +181,9 @@ impl Simulator {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

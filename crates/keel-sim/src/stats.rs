@@ -54,7 +54,11 @@ impl Counters {
     }
 
     pub(crate) fn snapshot(&self) -> SimStats {
-        let by_path = self.by_path.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let by_path = self
+            .by_path
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let faults = self.faults.lock().unwrap_or_else(PoisonError::into_inner);
         SimStats {
             requests: self.requests.load(Ordering::Relaxed),

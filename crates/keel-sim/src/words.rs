@@ -34,7 +34,13 @@ pub(crate) fn chunks(text: &str) -> impl Iterator<Item = &str> {
         let end = rest
             .char_indices()
             .find(|(i, c)| c.is_whitespace() || *i >= MAX_CHUNK)
-            .map_or(rest.len(), |(i, c)| if c.is_whitespace() { i + c.len_utf8() } else { i });
+            .map_or(rest.len(), |(i, c)| {
+                if c.is_whitespace() {
+                    i + c.len_utf8()
+                } else {
+                    i
+                }
+            });
         let (head, tail) = rest.split_at(end);
         rest = tail;
         Some(head)
@@ -61,7 +67,11 @@ mod tests {
         let parts: Vec<&str> = chunks(text).collect();
         assert_eq!(parts.concat(), text);
         assert_eq!(parts[..3], ["one ", " ", "two\n"]);
-        assert!(parts.iter().all(|p| !p.is_empty() && p.len() <= MAX_CHUNK + 4));
+        assert!(
+            parts
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= MAX_CHUNK + 4)
+        );
         assert_eq!(chunks("").count(), 0);
     }
 }

@@ -16,7 +16,11 @@ use crate::logging::LogFormat;
 const DEFAULT_CONFIG: &str = include_str!("../../../keel.toml");
 
 #[derive(Debug, Parser)]
-#[command(name = "keel", version, about = "A production runtime for LLM applications")]
+#[command(
+    name = "keel",
+    version,
+    about = "A production runtime for LLM applications"
+)]
 pub struct Cli {
     /// Log format on stderr: JSON lines, human text, or auto (text on a terminal).
     #[arg(long, global = true, value_enum, default_value = "auto")]
@@ -73,7 +77,9 @@ fn parse_fault_rule(s: &str) -> Result<FaultRule, String> {
     let (rate, fault) = s
         .split_once(':')
         .ok_or_else(|| "expected RATE:SPEC, e.g. 0.3:status=503".to_owned())?;
-    let rate: f64 = rate.parse().map_err(|_| format!("`{rate}` is not a number"))?;
+    let rate: f64 = rate
+        .parse()
+        .map_err(|_| format!("`{rate}` is not a number"))?;
     Ok(FaultRule {
         rate,
         fault: fault.to_owned(),
@@ -93,7 +99,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             script,
             faults,
         } => {
-            let config = SimConfig { seed, script, faults };
+            let config = SimConfig {
+                seed,
+                script,
+                faults,
+            };
             runtime()?.block_on(sim(SocketAddr::new(host, port), &config))
         }
     }
@@ -125,13 +135,16 @@ fn check(path: &Path) -> ExitCode {
         Err(e) => (None, e.issues),
     };
     for p in config.iter().flat_map(|c| c.providers.values()) {
-        if let ProviderKind::Sim(sim) = &p.kind {
-            if let Err(e) = keel_sim::Simulator::new(sim) {
-                issues.push(Issue::error(format!("providers.{}", p.name), e.to_string()));
-            }
+        if let ProviderKind::Sim(sim) = &p.kind
+            && let Err(e) = keel_sim::Simulator::new(sim)
+        {
+            issues.push(Issue::error(format!("providers.{}", p.name), e.to_string()));
         }
     }
-    let errors = issues.iter().filter(|i| i.severity == Severity::Error).count();
+    let errors = issues
+        .iter()
+        .filter(|i| i.severity == Severity::Error)
+        .count();
     for issue in &issues {
         println!("{}: {issue}", path.display());
     }
@@ -144,7 +157,10 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-async fn serve(config_path: Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+async fn serve(
+    config_path: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<ExitCode> {
     let (mut config, warnings, source) = match load(config_path.as_deref()) {
         Ok(x) => x,
         Err(e) => bail!("invalid config:\n{e}"),
@@ -157,7 +173,9 @@ async fn serve(config_path: Option<PathBuf>, listen: Option<SocketAddr>) -> anyh
     }
     let addr = config.server.listen;
     let gateway = keel_server::Gateway::new(config).context("cannot build the providers")?;
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, config = %source, "keel listening");
     announce(local)?;
@@ -168,7 +186,9 @@ async fn serve(config_path: Option<PathBuf>, listen: Option<SocketAddr>) -> anyh
 
 async fn sim(addr: SocketAddr, config: &SimConfig) -> anyhow::Result<ExitCode> {
     let sim = keel_sim::Simulator::new(config)?;
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     announce(listener.local_addr()?)?;
     keel_sim::serve(listener, sim, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

@@ -29,8 +29,5 @@ pub fn encode_error(err: &WireError) -> Vec<u8> {
 /// The message of an upstream's error body, if it is one.
 pub fn decode_error_message(body: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    v.get("error")?
-        .get("message")?
-        .as_str()
-        .map(str::to_owned)
+    v.get("error")?.get("message")?.as_str().map(str::to_owned)
 }

@@ -86,7 +86,9 @@ pub fn decode_request(body: &[u8]) -> Result<ChatRequest, DecodeError> {
             (other, _) => {
                 return Err(DecodeError::at(
                     "tool_choice.type",
-                    format!("tool_choice.type: `{other}` is not one of auto, any, tool (with a name), none"),
+                    format!(
+                        "tool_choice.type: `{other}` is not one of auto, any, tool (with a name), none"
+                    ),
                 ));
             }
         }),
@@ -115,7 +117,10 @@ pub fn decode_request(body: &[u8]) -> Result<ChatRequest, DecodeError> {
 /// `tool_result` block is a `Role::Tool` message, the rest one user message.
 fn decode_turn(v: Value, at: &str, out: &mut Vec<Message>) -> Result<(), DecodeError> {
     let Value::Object(mut m) = v else {
-        return Err(DecodeError::at(at, format!("{at}: must be an object, not {}", kind(&v))));
+        return Err(DecodeError::at(
+            at,
+            format!("{at}: must be an object, not {}", kind(&v)),
+        ));
     };
     let role: String = require(&mut m, "role").map_err(|e| rebase(e, at))?;
     let role = match role.as_str() {
@@ -135,10 +140,18 @@ fn decode_turn(v: Value, at: &str, out: &mut Vec<Message>) -> Result<(), DecodeE
         Some(other) => {
             return Err(DecodeError::at(
                 &content_at,
-                format!("{content_at}: must be a string or an array of blocks, not {}", kind(&other)),
+                format!(
+                    "{content_at}: must be a string or an array of blocks, not {}",
+                    kind(&other)
+                ),
             ));
         }
-        None => return Err(DecodeError::at(&content_at, format!("{content_at}: missing required field"))),
+        None => {
+            return Err(DecodeError::at(
+                &content_at,
+                format!("{content_at}: missing required field"),
+            ));
+        }
     };
     let mut msg = Message::text(role, "");
     msg.content.clear();
@@ -149,12 +162,16 @@ fn decode_turn(v: Value, at: &str, out: &mut Vec<Message>) -> Result<(), DecodeE
         };
         let block_type: String = require(&mut b, "type").map_err(|e| rebase(e, &bat))?;
         match block_type.as_str() {
-            "text" => msg.content.push(Part::Text(require(&mut b, "text").map_err(|e| rebase(e, &bat))?)),
+            "text" => msg.content.push(Part::Text(
+                require(&mut b, "text").map_err(|e| rebase(e, &bat))?,
+            )),
             "image" => msg.content.push(Part::Image(decode_image(&mut b, &bat)?)),
             "tool_use" if role == Role::Assistant => {
                 let id: String = require(&mut b, "id").map_err(|e| rebase(e, &bat))?;
                 let name: String = require(&mut b, "name").map_err(|e| rebase(e, &bat))?;
-                let input: Value = take(&mut b, "input").map_err(|e| rebase(e, &bat))?.unwrap_or_else(|| json!({}));
+                let input: Value = take(&mut b, "input")
+                    .map_err(|e| rebase(e, &bat))?
+                    .unwrap_or_else(|| json!({}));
                 msg.tool_calls.push(ToolCall {
                     id,
                     name,
@@ -171,22 +188,45 @@ fn decode_turn(v: Value, at: &str, out: &mut Vec<Message>) -> Result<(), DecodeE
                         for (j, p) in parts.into_iter().enumerate() {
                             let pat = format!("{bat}.content.{j}");
                             let Value::Object(mut p) = p else {
-                                return Err(DecodeError::at(&pat, format!("{pat}: must be an object")));
+                                return Err(DecodeError::at(
+                                    &pat,
+                                    format!("{pat}: must be an object"),
+                                ));
                             };
                             match p.get("type").and_then(Value::as_str) {
-                                Some("text") => content.push(Part::Text(require(&mut p, "text").map_err(|e| rebase(e, &pat))?)),
-                                Some("image") => content.push(Part::Image(decode_image(&mut p, &pat)?)),
-                                _ => return Err(DecodeError::at(&pat, format!("{pat}: tool_result content must be text or image blocks"))),
+                                Some("text") => content.push(Part::Text(
+                                    require(&mut p, "text").map_err(|e| rebase(e, &pat))?,
+                                )),
+                                Some("image") => {
+                                    content.push(Part::Image(decode_image(&mut p, &pat)?))
+                                }
+                                _ => {
+                                    return Err(DecodeError::at(
+                                        &pat,
+                                        format!(
+                                            "{pat}: tool_result content must be text or image blocks"
+                                        ),
+                                    ));
+                                }
                             }
                         }
                         content
                     }
                     Some(other) => {
-                        return Err(DecodeError::at(&bat, format!("{bat}.content: must be a string or blocks, not {}", kind(&other))));
+                        return Err(DecodeError::at(
+                            &bat,
+                            format!(
+                                "{bat}.content: must be a string or blocks, not {}",
+                                kind(&other)
+                            ),
+                        ));
                     }
                 };
-                result.tool_call_id = Some(require(&mut b, "tool_use_id").map_err(|e| rebase(e, &bat))?);
-                result.is_error = take(&mut b, "is_error").map_err(|e| rebase(e, &bat))?.unwrap_or(false);
+                result.tool_call_id =
+                    Some(require(&mut b, "tool_use_id").map_err(|e| rebase(e, &bat))?);
+                result.is_error = take(&mut b, "is_error")
+                    .map_err(|e| rebase(e, &bat))?
+                    .unwrap_or(false);
                 out.push(result);
             }
             // Extended-thinking blocks from an earlier turn carry nothing another
@@ -195,7 +235,14 @@ fn decode_turn(v: Value, at: &str, out: &mut Vec<Message>) -> Result<(), DecodeE
             other => {
                 return Err(DecodeError::at(
                     format!("{bat}.type"),
-                    format!("{bat}.type: block `{other}` is not supported in a {} turn", if role == Role::User { "user" } else { "assistant" }),
+                    format!(
+                        "{bat}.type: block `{other}` is not supported in a {} turn",
+                        if role == Role::User {
+                            "user"
+                        } else {
+                            "assistant"
+                        }
+                    ),
                 ));
             }
         }
@@ -251,7 +298,10 @@ pub fn encode_request(req: &ChatRequest) -> Vec<u8> {
         .collect();
     let mut obj = Map::new();
     obj.insert("model".into(), json!(req.model));
-    obj.insert("max_tokens".into(), json!(req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)));
+    obj.insert(
+        "max_tokens".into(),
+        json!(req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
+    );
     obj.insert("messages".into(), Value::Array(messages));
     if !system.is_empty() {
         obj.insert("system".into(), json!(system));
@@ -307,7 +357,9 @@ pub fn encode_request(req: &ChatRequest) -> Vec<u8> {
 fn json_instruction(format: Option<&ResponseFormat>) -> Option<String> {
     match format? {
         ResponseFormat::Text => None,
-        ResponseFormat::JsonObject => Some("Respond with a single JSON object and nothing else.".to_owned()),
+        ResponseFormat::JsonObject => {
+            Some("Respond with a single JSON object and nothing else.".to_owned())
+        }
         ResponseFormat::JsonSchema { schema, .. } => Some(format!(
             "Respond with a single JSON value that validates against this JSON Schema, and nothing else:\n{schema}"
         )),
@@ -357,7 +409,9 @@ pub(super) fn tool_input(arguments: &str) -> Value {
 fn encode_part(p: &Part) -> Value {
     match p {
         Part::Text(t) => json!({"type": "text", "text": t}),
-        Part::Image(Image::Url(url)) => json!({"type": "image", "source": {"type": "url", "url": url}}),
+        Part::Image(Image::Url(url)) => {
+            json!({"type": "image", "source": {"type": "url", "url": url}})
+        }
         Part::Image(Image::Base64 { media_type, data }) => {
             json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}})
         }

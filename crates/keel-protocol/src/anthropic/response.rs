@@ -70,7 +70,9 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
             Some("tool_use") => tool_calls.push(ToolCall {
                 id: str_field(block, "id"),
                 name: str_field(block, "name"),
-                arguments: block.get("input").map_or_else(|| "{}".to_owned(), Value::to_string),
+                arguments: block
+                    .get("input")
+                    .map_or_else(|| "{}".to_owned(), Value::to_string),
             }),
             _ => {} // thinking and server-tool blocks have no OpenAI equivalent
         }
@@ -81,7 +83,10 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
         created: 0,
         text,
         tool_calls,
-        finish_reason: wire.stop_reason.as_deref().map_or(FinishReason::Stop, finish_from_wire),
+        finish_reason: wire
+            .stop_reason
+            .as_deref()
+            .map_or(FinishReason::Stop, finish_from_wire),
         usage: Usage {
             input_tokens: wire.usage.total_input(),
             output_tokens: wire.usage.output_tokens,
@@ -90,7 +95,10 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
 }
 
 fn str_field(v: &Value, key: &str) -> String {
-    v.get(key).and_then(Value::as_str).unwrap_or_default().to_owned()
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[derive(Serialize)]

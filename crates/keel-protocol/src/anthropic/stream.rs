@@ -35,7 +35,12 @@ impl StreamEncoder {
 
     pub fn event(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) {
         match ev {
-            StreamEvent::Start { id, model, input_tokens, .. } => {
+            StreamEvent::Start {
+                id,
+                model,
+                input_tokens,
+                ..
+            } => {
                 self.usage.input_tokens = input_tokens.unwrap_or(0);
                 self.start(out, id, model);
             }
@@ -45,10 +50,14 @@ impl StreamEncoder {
                     Some(Block::Text(b)) => b,
                     _ => self.open_block(out, None, json!({"type": "text", "text": ""})),
                 };
-                emit(out, "content_block_delta", &json!({
-                    "type": "content_block_delta", "index": block,
-                    "delta": {"type": "text_delta", "text": text},
-                }));
+                emit(
+                    out,
+                    "content_block_delta",
+                    &json!({
+                        "type": "content_block_delta", "index": block,
+                        "delta": {"type": "text_delta", "text": text},
+                    }),
+                );
             }
             StreamEvent::ToolCallStart { index, id, name } => {
                 self.start(out, "", "");
@@ -63,10 +72,14 @@ impl StreamEncoder {
                 let Some(&(_, block)) = self.tool_blocks.iter().find(|(t, _)| t == index) else {
                     return; // arguments for a call that never started: nothing to attach them to
                 };
-                emit(out, "content_block_delta", &json!({
-                    "type": "content_block_delta", "index": block,
-                    "delta": {"type": "input_json_delta", "partial_json": arguments},
-                }));
+                emit(
+                    out,
+                    "content_block_delta",
+                    &json!({
+                        "type": "content_block_delta", "index": block,
+                        "delta": {"type": "input_json_delta", "partial_json": arguments},
+                    }),
+                );
             }
             StreamEvent::Finish(reason) => self.finish = Some(*reason),
             StreamEvent::Usage(u) => {
@@ -79,11 +92,15 @@ impl StreamEncoder {
                 self.start(out, "", "");
                 self.close_block(out);
                 let reason = self.finish.unwrap_or(FinishReason::Stop);
-                emit(out, "message_delta", &json!({
-                    "type": "message_delta",
-                    "delta": {"stop_reason": finish_to_wire(reason), "stop_sequence": null},
-                    "usage": {"input_tokens": self.usage.input_tokens, "output_tokens": self.usage.output_tokens},
-                }));
+                emit(
+                    out,
+                    "message_delta",
+                    &json!({
+                        "type": "message_delta",
+                        "delta": {"stop_reason": finish_to_wire(reason), "stop_sequence": null},
+                        "usage": {"input_tokens": self.usage.input_tokens, "output_tokens": self.usage.output_tokens},
+                    }),
+                );
                 emit(out, "message_stop", &json!({"type": "message_stop"}));
             }
         }
@@ -100,14 +117,18 @@ impl StreamEncoder {
             return;
         }
         self.started = true;
-        emit(out, "message_start", &json!({
-            "type": "message_start",
-            "message": {
-                "id": id, "type": "message", "role": "assistant", "model": model,
-                "content": [], "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": self.usage.input_tokens, "output_tokens": 0},
-            },
-        }));
+        emit(
+            out,
+            "message_start",
+            &json!({
+                "type": "message_start",
+                "message": {
+                    "id": id, "type": "message", "role": "assistant", "model": model,
+                    "content": [], "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": self.usage.input_tokens, "output_tokens": 0},
+                },
+            }),
+        );
     }
 
     fn open_block(&mut self, out: &mut Vec<u8>, tool: Option<u32>, block: Value) -> u32 {
@@ -118,15 +139,23 @@ impl StreamEncoder {
             Some(tool) => Block::Tool { tool, block: index },
             None => Block::Text(index),
         });
-        emit(out, "content_block_start", &json!({
-            "type": "content_block_start", "index": index, "content_block": block,
-        }));
+        emit(
+            out,
+            "content_block_start",
+            &json!({
+                "type": "content_block_start", "index": index, "content_block": block,
+            }),
+        );
         index
     }
 
     fn close_block(&mut self, out: &mut Vec<u8>) {
         if let Some(Block::Text(index) | Block::Tool { block: index, .. }) = self.open.take() {
-            emit(out, "content_block_stop", &json!({"type": "content_block_stop", "index": index}));
+            emit(
+                out,
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": index}),
+            );
         }
     }
 }
@@ -149,7 +178,8 @@ impl StreamDecoder {
     }
 
     pub fn event(&mut self, sse: &SseEvent) -> Result<Vec<StreamEvent>, StreamError> {
-        let data: Value = serde_json::from_str(&sse.data).map_err(|e| StreamError::Malformed(e.to_string()))?;
+        let data: Value =
+            serde_json::from_str(&sse.data).map_err(|e| StreamError::Malformed(e.to_string()))?;
         let kind = data.get("type").and_then(Value::as_str).unwrap_or_default();
         let mut out = Vec::new();
         match kind {
@@ -195,10 +225,14 @@ impl StreamDecoder {
                 match delta.get("type").and_then(Value::as_str) {
                     Some("text_delta") => out.push(StreamEvent::TextDelta(str_at(&delta, "text"))),
                     Some("input_json_delta") => {
-                        if let Some(&(_, tool)) = self.tool_blocks.iter().find(|(b, _)| *b == index) {
+                        if let Some(&(_, tool)) = self.tool_blocks.iter().find(|(b, _)| *b == index)
+                        {
                             let arguments = str_at(&delta, "partial_json");
                             if !arguments.is_empty() {
-                                out.push(StreamEvent::ToolCallDelta { index: tool, arguments });
+                                out.push(StreamEvent::ToolCallDelta {
+                                    index: tool,
+                                    arguments,
+                                });
                             }
                         }
                     }
@@ -210,11 +244,15 @@ impl StreamDecoder {
                     out.push(StreamEvent::Finish(finish_from_wire(reason)));
                 }
                 if let Some(usage) = data.get("usage") {
-                    let output = usage.get("output_tokens").and_then(Value::as_u64).unwrap_or(0);
-                    if let Some(input) = usage.get("input_tokens").and_then(Value::as_u64) {
-                        if input > 0 {
-                            self.input_tokens = u32::try_from(input).unwrap_or(u32::MAX);
-                        }
+                    let count = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
+                    let output = count("output_tokens");
+                    // The counts are cumulative; when input is reported here,
+                    // cached input is too, and counts as in `message_start`.
+                    let input = count("input_tokens")
+                        .saturating_add(count("cache_creation_input_tokens"))
+                        .saturating_add(count("cache_read_input_tokens"));
+                    if input > 0 {
+                        self.input_tokens = u32::try_from(input).unwrap_or(u32::MAX);
                     }
                     out.push(StreamEvent::Usage(Usage {
                         input_tokens: self.input_tokens,
@@ -237,5 +275,8 @@ impl StreamDecoder {
 }
 
 fn str_at(v: &Value, key: &str) -> String {
-    v.get(key).and_then(Value::as_str).unwrap_or_default().to_owned()
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }

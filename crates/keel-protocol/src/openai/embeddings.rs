@@ -20,9 +20,14 @@ pub fn decode_embeddings_request(body: &[u8]) -> Result<EmbeddingsRequest, Decod
     let mut obj = object(body)?;
     let model: String = require(&mut obj, "model")?;
     let input = match obj.remove("input") {
-        None | Some(Value::Null) => return Err(DecodeError::at("input", "input: missing required field")),
+        None | Some(Value::Null) => {
+            return Err(DecodeError::at("input", "input: missing required field"));
+        }
         Some(v) => serde_json::from_value::<Input>(v).map_err(|_| {
-            DecodeError::at("input", "input: must be a string or an array of strings (token arrays are not supported)")
+            DecodeError::at(
+                "input",
+                "input: must be a string or an array of strings (token arrays are not supported)",
+            )
         })?,
     };
     let input = match input {
@@ -33,10 +38,14 @@ pub fn decode_embeddings_request(body: &[u8]) -> Result<EmbeddingsRequest, Decod
         return Err(DecodeError::at("input", "input: must not be empty"));
     }
     let encoding_format: Option<String> = take(&mut obj, "encoding_format")?;
-    if let Some(f) = encoding_format.as_deref() {
-        if f != "float" && f != "base64" {
-            return Err(DecodeError::at("encoding_format", format!("encoding_format: `{f}` is not float or base64")));
-        }
+    if let Some(f) = encoding_format.as_deref()
+        && f != "float"
+        && f != "base64"
+    {
+        return Err(DecodeError::at(
+            "encoding_format",
+            format!("encoding_format: `{f}` is not float or base64"),
+        ));
     }
     Ok(EmbeddingsRequest {
         model,

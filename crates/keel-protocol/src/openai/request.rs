@@ -5,7 +5,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::DecodeError;
-use crate::chat::{ChatRequest, Protocol, Image, Message, Part, ResponseFormat, Role, Tool, ToolCall, ToolChoice};
+use crate::chat::{
+    ChatRequest, Image, Message, Part, Protocol, ResponseFormat, Role, Tool, ToolCall, ToolChoice,
+};
 use crate::json::{field, kind, object, rebase, require, split_data_url, take};
 
 #[derive(Deserialize)]
@@ -63,10 +65,10 @@ pub fn decode_request(body: &[u8]) -> Result<ChatRequest, DecodeError> {
     for (i, m) in raw_messages.into_iter().enumerate() {
         decode_message(m, &format!("messages[{i}]"), &mut system, &mut messages)?;
     }
-    if let Some(n) = take::<u32>(&mut obj, "n")? {
-        if n != 1 {
-            return Err(DecodeError::at("n", "keel supports only n = 1"));
-        }
+    if let Some(n) = take::<u32>(&mut obj, "n")?
+        && n != 1
+    {
+        return Err(DecodeError::at("n", "n: keel supports only n = 1"));
     }
     let max_tokens = take::<u32>(&mut obj, "max_tokens")?;
     // Newer models only accept `max_completion_tokens`: keep the client's
@@ -92,13 +94,19 @@ pub fn decode_request(body: &[u8]) -> Result<ChatRequest, DecodeError> {
             if t.kind != "function" {
                 return Err(DecodeError::at(
                     format!("tools[{i}].type"),
-                    format!("tool type `{}` is not supported; use `function`", t.kind),
+                    format!(
+                        "tools[{i}].type: tool type `{}` is not supported; use `function`",
+                        t.kind
+                    ),
                 ));
             }
             Ok(Tool {
                 name: t.function.name,
                 description: t.function.description,
-                parameters: t.function.parameters.unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+                parameters: t
+                    .function
+                    .parameters
+                    .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -136,7 +144,10 @@ fn decode_message(
     out: &mut Vec<Message>,
 ) -> Result<(), DecodeError> {
     let Value::Object(mut m) = v else {
-        return Err(DecodeError::at(at, format!("{at}: must be an object, not {}", kind(&v))));
+        return Err(DecodeError::at(
+            at,
+            format!("{at}: must be an object, not {}", kind(&v)),
+        ));
     };
     let role: String = require(&mut m, "role").map_err(|e| rebase(e, at))?;
     let content = m.remove("content").unwrap_or(Value::Null);
@@ -146,7 +157,13 @@ fn decode_message(
             let parts = decode_content(content, &content_at)?;
             let text: String = parts
                 .iter()
-                .filter_map(|p| if let Part::Text(t) = p { Some(t.as_str()) } else { None })
+                .filter_map(|p| {
+                    if let Part::Text(t) = p {
+                        Some(t.as_str())
+                    } else {
+                        None
+                    }
+                })
                 .collect();
             system.push(text);
         }
@@ -158,7 +175,8 @@ fn decode_message(
         "assistant" => {
             let mut msg = Message::text(Role::Assistant, "");
             msg.content = decode_content(content, &content_at)?;
-            let calls: Option<Vec<WireToolCall>> = take(&mut m, "tool_calls").map_err(|e| rebase(e, at))?;
+            let calls: Option<Vec<WireToolCall>> =
+                take(&mut m, "tool_calls").map_err(|e| rebase(e, at))?;
             msg.tool_calls = calls
                 .unwrap_or_default()
                 .into_iter()
@@ -179,7 +197,9 @@ fn decode_message(
         other => {
             return Err(DecodeError::at(
                 format!("{at}.role"),
-                format!("{at}.role: unknown role `{other}`; expected system, developer, user, assistant or tool"),
+                format!(
+                    "{at}.role: unknown role `{other}`; expected system, developer, user, assistant or tool"
+                ),
             ));
         }
     }
@@ -197,18 +217,26 @@ fn decode_content(v: Value, at: &str) -> Result<Vec<Part>, DecodeError> {
             .collect(),
         other => Err(DecodeError::at(
             at,
-            format!("{at}: must be a string or an array of parts, not {}", kind(&other)),
+            format!(
+                "{at}: must be a string or an array of parts, not {}",
+                kind(&other)
+            ),
         )),
     }
 }
 
 fn decode_part(v: Value, at: &str) -> Result<Part, DecodeError> {
     let Value::Object(mut p) = v else {
-        return Err(DecodeError::at(at, format!("{at}: must be an object, not {}", kind(&v))));
+        return Err(DecodeError::at(
+            at,
+            format!("{at}: must be an object, not {}", kind(&v)),
+        ));
     };
     let part_type: String = require(&mut p, "type").map_err(|e| rebase(e, at))?;
     match part_type.as_str() {
-        "text" => Ok(Part::Text(require(&mut p, "text").map_err(|e| rebase(e, at))?)),
+        "text" => Ok(Part::Text(
+            require(&mut p, "text").map_err(|e| rebase(e, at))?,
+        )),
         "image_url" => {
             #[derive(Deserialize)]
             struct ImageUrl {
@@ -246,10 +274,18 @@ fn decode_tool_choice(v: Value) -> Result<ToolChoice, DecodeError> {
             .and_then(|f| f.get("name"))
             .and_then(Value::as_str)
             .map(|n| ToolChoice::Tool(n.to_owned()))
-            .ok_or_else(|| DecodeError::at("tool_choice", "tool_choice: expected {\"type\":\"function\",\"function\":{\"name\":…}}")),
+            .ok_or_else(|| {
+                DecodeError::at(
+                    "tool_choice",
+                    "tool_choice: expected {\"type\":\"function\",\"function\":{\"name\":…}}",
+                )
+            }),
         other => Err(DecodeError::at(
             "tool_choice",
-            format!("tool_choice: must be a string or an object, not {}", kind(other)),
+            format!(
+                "tool_choice: must be a string or an object, not {}",
+                kind(other)
+            ),
         )),
     }
 }
@@ -276,7 +312,10 @@ fn decode_response_format(v: Value) -> Result<ResponseFormat, DecodeError> {
         "json_object" => Ok(ResponseFormat::JsonObject),
         "json_schema" => {
             let s = wire.json_schema.ok_or_else(|| {
-                DecodeError::at("response_format.json_schema", "response_format.json_schema: missing for type json_schema")
+                DecodeError::at(
+                    "response_format.json_schema",
+                    "response_format.json_schema: missing for type json_schema",
+                )
             })?;
             Ok(ResponseFormat::JsonSchema {
                 name: s.name,
@@ -303,10 +342,10 @@ pub fn encode_request(req: &ChatRequest) -> Vec<u8> {
     let mut obj = Map::new();
     obj.insert("model".into(), json!(req.model));
     obj.insert("messages".into(), Value::Array(messages));
-    if let Some(m) = req.max_tokens {
-        if !(req.protocol == Protocol::OpenAi && req.extra.contains_key("max_completion_tokens")) {
-            obj.insert("max_tokens".into(), json!(m));
-        }
+    if let Some(m) = req.max_tokens
+        && !(req.protocol == Protocol::OpenAi && req.extra.contains_key("max_completion_tokens"))
+    {
+        obj.insert("max_tokens".into(), json!(m));
     }
     insert_opt(&mut obj, "temperature", req.temperature);
     insert_opt(&mut obj, "top_p", req.top_p);
@@ -348,7 +387,11 @@ pub fn encode_request(req: &ChatRequest) -> Vec<u8> {
             match format {
                 ResponseFormat::Text => json!({"type": "text"}),
                 ResponseFormat::JsonObject => json!({"type": "json_object"}),
-                ResponseFormat::JsonSchema { name, schema, strict } => {
+                ResponseFormat::JsonSchema {
+                    name,
+                    schema,
+                    strict,
+                } => {
                     let mut s = json!({"name": name, "schema": schema});
                     if let Some(strict) = strict {
                         s["strict"] = json!(strict);
@@ -402,7 +445,13 @@ fn encode_content(parts: &[Part]) -> Value {
     if parts.iter().all(|p| matches!(p, Part::Text(_))) {
         let text: String = parts
             .iter()
-            .filter_map(|p| if let Part::Text(t) = p { Some(t.as_str()) } else { None })
+            .filter_map(|p| {
+                if let Part::Text(t) = p {
+                    Some(t.as_str())
+                } else {
+                    None
+                }
+            })
             .collect();
         return json!(text);
     }

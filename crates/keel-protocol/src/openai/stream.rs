@@ -78,7 +78,9 @@ impl StreamEncoder {
 
     pub fn event(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) {
         match ev {
-            StreamEvent::Start { id, model, created, .. } => {
+            StreamEvent::Start {
+                id, model, created, ..
+            } => {
                 self.id.clone_from(id);
                 self.model.clone_from(model);
                 self.created = *created;
@@ -132,7 +134,9 @@ impl StreamEncoder {
                 },
                 None,
             ),
-            StreamEvent::Finish(reason) => self.delta(out, Delta::default(), Some(finish_to_wire(*reason))),
+            StreamEvent::Finish(reason) => {
+                self.delta(out, Delta::default(), Some(finish_to_wire(*reason)))
+            }
             StreamEvent::Usage(u) => self.usage = Some(*u),
             StreamEvent::Done => {
                 if self.include_usage {
@@ -253,7 +257,8 @@ impl StreamDecoder {
         if data == "[DONE]" {
             return Ok(vec![StreamEvent::Done]);
         }
-        let chunk: InChunk = serde_json::from_str(data).map_err(|e| StreamError::Malformed(e.to_string()))?;
+        let chunk: InChunk =
+            serde_json::from_str(data).map_err(|e| StreamError::Malformed(e.to_string()))?;
         if let Some(error) = chunk.error {
             let message = error
                 .get("message")
@@ -262,6 +267,11 @@ impl StreamDecoder {
             return Err(StreamError::Upstream { message });
         }
         let mut out = Vec::new();
+        // Azure sends a first chunk with no id, no model and no choices
+        // (`prompt_filter_results`): the answer starts with the next one.
+        if !self.started && chunk.choices.is_empty() && chunk.usage.is_none() {
+            return Ok(Vec::new());
+        }
         if !self.started {
             self.started = true;
             out.push(StreamEvent::Start {

@@ -10,6 +10,10 @@
 //! - [`props`]: property tests (no panics on arbitrary input, SSE chunking,
 //!   encoders always write well-formed streams).
 
+// All of this binary is test code, its helpers included: there an unwrap is
+// the assertion (clippy's allow-unwrap-in-tests only sees `#[test]` fns).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod decode_errors;
 mod props;
 mod roundtrip;

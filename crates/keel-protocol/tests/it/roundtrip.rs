@@ -1,13 +1,15 @@
 //! decode → encode in the other protocol → decode gives back the same
 //! internal model, except for the lossy points the encoders document.
 
-use keel_protocol::chat::{ChatRequest, ChatResponse, FinishReason, Message, Part, ResponseFormat, Role, ToolChoice};
+use keel_protocol::chat::{
+    ChatRequest, ChatResponse, FinishReason, Message, Part, ResponseFormat, Role, ToolChoice,
+};
 use keel_protocol::{anthropic, openai};
 use serde_json::json;
 
 use crate::translate::{
-    anthropic_text_response, anthropic_tool_response, anthropic_tools_conversation, openai_text_response,
-    openai_tool_response, openai_tools_conversation,
+    anthropic_text_response, anthropic_tool_response, anthropic_tools_conversation,
+    openai_text_response, openai_tool_response, openai_tools_conversation,
 };
 use crate::util::args_json;
 
@@ -31,7 +33,8 @@ fn normalized(messages: &[Message]) -> Vec<Message> {
                 c.arguments = v.to_string();
             }
             // An empty text part next to tool calls is dropped by the Anthropic encoder.
-            m.content.retain(|p| !matches!(p, Part::Text(t) if t.is_empty()));
+            m.content
+                .retain(|p| !matches!(p, Part::Text(t) if t.is_empty()));
             m
         })
         .collect()
@@ -39,7 +42,8 @@ fn normalized(messages: &[Message]) -> Vec<Message> {
 
 #[test]
 fn openai_request_through_anthropic_keeps_messages_and_tools() {
-    let original = openai::decode_request(openai_tools_conversation().to_string().as_bytes()).unwrap();
+    let original =
+        openai::decode_request(openai_tools_conversation().to_string().as_bytes()).unwrap();
     let back = via_anthropic(&original);
     assert_eq!(normalized(&back.messages), normalized(&original.messages));
     assert_eq!(back.tools, original.tools);
@@ -48,14 +52,21 @@ fn openai_request_through_anthropic_keeps_messages_and_tools() {
     assert_eq!(back.max_tokens, Some(512));
     assert_eq!(back.model, original.model);
     // The tool results of one assistant turn share one user turn upstream.
-    let wire: serde_json::Value = serde_json::from_slice(&anthropic::encode_request(&original)).unwrap();
-    let roles: Vec<&str> = wire["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    let wire: serde_json::Value =
+        serde_json::from_slice(&anthropic::encode_request(&original)).unwrap();
+    let roles: Vec<&str> = wire["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
     assert_eq!(roles, ["user", "assistant", "user", "assistant", "user"]);
 }
 
 #[test]
 fn anthropic_request_through_openai_keeps_messages_and_tools() {
-    let original = anthropic::decode_request(anthropic_tools_conversation().to_string().as_bytes()).unwrap();
+    let original =
+        anthropic::decode_request(anthropic_tools_conversation().to_string().as_bytes()).unwrap();
     let back = via_openai(&original);
     // Lossy: `is_error` has no OpenAI spelling (false here, so equal).
     assert_eq!(back.messages, original.messages);
@@ -73,20 +84,40 @@ fn anthropic_request_through_openai_keeps_messages_and_tools() {
 
 #[test]
 fn anthropic_tool_result_split_and_regrouped() {
-    let original = anthropic::decode_request(anthropic_tools_conversation().to_string().as_bytes()).unwrap();
+    let original =
+        anthropic::decode_request(anthropic_tools_conversation().to_string().as_bytes()).unwrap();
     let roles: Vec<Role> = original.messages.iter().map(|m| m.role).collect();
-    assert_eq!(roles, [Role::User, Role::Assistant, Role::Tool, Role::Tool, Role::User]);
-    assert_eq!(original.messages[2].tool_call_id.as_deref(), Some("toolu_01A"));
+    assert_eq!(
+        roles,
+        [
+            Role::User,
+            Role::Assistant,
+            Role::Tool,
+            Role::Tool,
+            Role::User
+        ]
+    );
+    assert_eq!(
+        original.messages[2].tool_call_id.as_deref(),
+        Some("toolu_01A")
+    );
     assert_eq!(original.messages[3].joined_text(), "64°F");
     // Anthropic → Anthropic keeps the turn structure.
-    let wire: serde_json::Value = serde_json::from_slice(&anthropic::encode_request(&original)).unwrap();
+    let wire: serde_json::Value =
+        serde_json::from_slice(&anthropic::encode_request(&original)).unwrap();
     assert_eq!(wire["messages"].as_array().unwrap().len(), 3);
 }
 
 #[test]
 fn tool_choice_round_trips_through_both_protocols() {
-    for choice in [ToolChoice::Auto, ToolChoice::None, ToolChoice::Required, ToolChoice::Tool("get_weather".into())] {
-        let mut req = openai::decode_request(openai_tools_conversation().to_string().as_bytes()).unwrap();
+    for choice in [
+        ToolChoice::Auto,
+        ToolChoice::None,
+        ToolChoice::Required,
+        ToolChoice::Tool("get_weather".into()),
+    ] {
+        let mut req =
+            openai::decode_request(openai_tools_conversation().to_string().as_bytes()).unwrap();
         req.tool_choice = Some(choice.clone());
         assert_eq!(via_anthropic(&req).tool_choice, Some(choice.clone()));
         assert_eq!(via_openai(&req).tool_choice, Some(choice));
@@ -106,7 +137,10 @@ fn images_round_trip() {
     let original = openai::decode_request(body.to_string().as_bytes()).unwrap();
     assert_eq!(via_anthropic(&original).messages, original.messages);
     assert_eq!(via_openai(&original).messages, original.messages);
-    assert_eq!(via_openai(&via_anthropic(&original)).messages, original.messages);
+    assert_eq!(
+        via_openai(&via_anthropic(&original)).messages,
+        original.messages
+    );
 }
 
 #[test]
@@ -126,7 +160,10 @@ fn documented_lossy_points_openai_to_anthropic() {
     assert!(!original.include_usage);
     let back = via_anthropic(&original);
     // Several system prompts become one; JSON mode becomes an instruction.
-    assert_eq!(back.system, vec!["One.\n\nTwo.\n\nRespond with a single JSON object and nothing else.".to_owned()]);
+    assert_eq!(
+        back.system,
+        vec!["One.\n\nTwo.\n\nRespond with a single JSON object and nothing else.".to_owned()]
+    );
     assert_eq!(back.response_format, None);
     // Temperature is clamped to Anthropic's range; max_tokens gets a default.
     assert_eq!(back.temperature, Some(1.0));
@@ -145,16 +182,20 @@ fn openai_to_openai_keeps_unknown_parameters_and_max_completion_tokens() {
     });
     let original = openai::decode_request(body.to_string().as_bytes()).unwrap();
     assert_eq!(original.max_tokens, Some(99));
-    let wire: serde_json::Value = serde_json::from_slice(&openai::encode_request(&original)).unwrap();
+    let wire: serde_json::Value =
+        serde_json::from_slice(&openai::encode_request(&original)).unwrap();
     assert_eq!(wire["max_completion_tokens"], json!(99));
     assert!(wire.get("max_tokens").is_none(), "{wire}");
     assert_eq!(wire["reasoning_effort"], json!("low"));
     let back = via_openai(&original);
-    assert_eq!(back.response_format, Some(ResponseFormat::JsonSchema {
-        name: "x".into(),
-        schema: json!({"type": "object"}),
-        strict: Some(true),
-    }));
+    assert_eq!(
+        back.response_format,
+        Some(ResponseFormat::JsonSchema {
+            name: "x".into(),
+            schema: json!({"type": "object"}),
+            strict: Some(true),
+        })
+    );
     assert_eq!(back.messages, original.messages);
 }
 
@@ -182,19 +223,26 @@ fn responses_round_trip_through_the_other_protocol() {
         let back = anthropic::decode_response(&anthropic::encode_response(&original)).unwrap();
         same_answer(&original, &back);
         assert_eq!(back.created, 0, "Anthropic messages carry no timestamp");
-        assert_eq!(openai::decode_response(&openai::encode_response(&original)).unwrap(), original);
+        assert_eq!(
+            openai::decode_response(&openai::encode_response(&original)).unwrap(),
+            original
+        );
     }
     for body in [anthropic_text_response(), anthropic_tool_response()] {
         let original = anthropic::decode_response(body.to_string().as_bytes()).unwrap();
         let back = openai::decode_response(&openai::encode_response(&original)).unwrap();
         same_answer(&original, &back);
-        assert_eq!(anthropic::decode_response(&anthropic::encode_response(&original)).unwrap(), original);
+        assert_eq!(
+            anthropic::decode_response(&anthropic::encode_response(&original)).unwrap(),
+            original
+        );
     }
 }
 
 #[test]
 fn anthropic_usage_counts_cached_input() {
-    let resp = anthropic::decode_response(anthropic_text_response().to_string().as_bytes()).unwrap();
+    let resp =
+        anthropic::decode_response(anthropic_text_response().to_string().as_bytes()).unwrap();
     assert_eq!(resp.usage.input_tokens, 2095 + 100 + 5);
     assert_eq!(resp.usage.output_tokens, 503);
 }
@@ -212,14 +260,16 @@ fn response_finish_reasons_map_both_ways() {
         o["choices"][0]["finish_reason"] = json!(openai_wire);
         let decoded = openai::decode_response(o.to_string().as_bytes()).unwrap();
         assert_eq!(decoded.finish_reason, reason);
-        let a: serde_json::Value = serde_json::from_slice(&anthropic::encode_response(&decoded)).unwrap();
+        let a: serde_json::Value =
+            serde_json::from_slice(&anthropic::encode_response(&decoded)).unwrap();
         assert_eq!(a["stop_reason"], json!(anthropic_wire));
 
         let mut a = anthropic_text_response();
         a["stop_reason"] = json!(anthropic_wire);
         let decoded = anthropic::decode_response(a.to_string().as_bytes()).unwrap();
         assert_eq!(decoded.finish_reason, reason);
-        let o: serde_json::Value = serde_json::from_slice(&openai::encode_response(&decoded)).unwrap();
+        let o: serde_json::Value =
+            serde_json::from_slice(&openai::encode_response(&decoded)).unwrap();
         assert_eq!(o["choices"][0]["finish_reason"], json!(openai_wire));
     }
     // Anthropic-only reasons.
@@ -230,6 +280,11 @@ fn response_finish_reasons_map_both_ways() {
     ] {
         let mut a = anthropic_text_response();
         a["stop_reason"] = json!(wire);
-        assert_eq!(anthropic::decode_response(a.to_string().as_bytes()).unwrap().finish_reason, reason);
+        assert_eq!(
+            anthropic::decode_response(a.to_string().as_bytes())
+                .unwrap()
+                .finish_reason,
+            reason
+        );
     }
 }

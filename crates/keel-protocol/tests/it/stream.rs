@@ -8,8 +8,8 @@ use keel_protocol::sse::SseEvent;
 use keel_protocol::{StreamError, WireError, anthropic, openai};
 
 use crate::util::{
-    Assembled, args_json, assemble, decode_anthropic_stream, decode_openai_stream, encode_anthropic_stream,
-    encode_openai_stream, json,
+    Assembled, args_json, assemble, decode_anthropic_stream, decode_openai_stream,
+    encode_anthropic_stream, encode_openai_stream, json,
 };
 
 /// gpt-4o with `stream_options.include_usage`: `usage: null` on every chunk,
@@ -155,17 +155,26 @@ fn openai_tool_stream_to_anthropic() {
 
 #[test]
 fn anthropic_text_stream_to_openai_with_usage() {
-    assert_snapshot!(encode_openai_stream(&decode_anthropic_stream(ANTHROPIC_TEXT), true));
+    assert_snapshot!(encode_openai_stream(
+        &decode_anthropic_stream(ANTHROPIC_TEXT),
+        true
+    ));
 }
 
 #[test]
 fn anthropic_text_stream_to_openai_without_usage() {
-    assert_snapshot!(encode_openai_stream(&decode_anthropic_stream(ANTHROPIC_TEXT), false));
+    assert_snapshot!(encode_openai_stream(
+        &decode_anthropic_stream(ANTHROPIC_TEXT),
+        false
+    ));
 }
 
 #[test]
 fn anthropic_tool_stream_to_openai_with_usage() {
-    assert_snapshot!(encode_openai_stream(&decode_anthropic_stream(ANTHROPIC_TOOLS), true));
+    assert_snapshot!(encode_openai_stream(
+        &decode_anthropic_stream(ANTHROPIC_TOOLS),
+        true
+    ));
 }
 
 #[test]
@@ -179,14 +188,24 @@ fn stream_errors_in_each_protocol() {
     let mut openai_out = Vec::new();
     let mut enc = openai::StreamEncoder::new(true);
     enc.event(
-        &StreamEvent::Start { id: "chatcmpl-1".into(), model: "m".into(), created: 1, input_tokens: None },
+        &StreamEvent::Start {
+            id: "chatcmpl-1".into(),
+            model: "m".into(),
+            created: 1,
+            input_tokens: None,
+        },
         &mut openai_out,
     );
     enc.error(&err, &mut openai_out);
     let mut anthropic_out = Vec::new();
     let mut enc = anthropic::StreamEncoder::new();
     enc.event(
-        &StreamEvent::Start { id: "msg_1".into(), model: "m".into(), created: 1, input_tokens: Some(3) },
+        &StreamEvent::Start {
+            id: "msg_1".into(),
+            model: "m".into(),
+            created: 1,
+            input_tokens: Some(3),
+        },
         &mut anthropic_out,
     );
     enc.error(&WireError { status: 529, ..err }, &mut anthropic_out);
@@ -207,15 +226,33 @@ fn openai_text_stream_decodes_to_the_non_stream_answer() {
     assert_eq!(a.model, "gpt-4o-2024-08-06");
     assert_eq!(a.text, "Hello! How can I assist you \"today\"?\n");
     assert_eq!(a.finish, Some(FinishReason::Stop));
-    assert_eq!(a.usage, Some(Usage { input_tokens: 19, output_tokens: 10 }));
+    assert_eq!(
+        a.usage,
+        Some(Usage {
+            input_tokens: 19,
+            output_tokens: 10
+        })
+    );
     assert!(a.done);
     // The shape of a well-formed stream: Start, deltas, Finish, Usage, Done.
-    assert!(matches!(events.first(), Some(StreamEvent::Start { created: 1741570283, .. })));
-    assert_eq!(&events[events.len() - 3..], &[
-        StreamEvent::Finish(FinishReason::Stop),
-        StreamEvent::Usage(Usage { input_tokens: 19, output_tokens: 10 }),
-        StreamEvent::Done,
-    ]);
+    assert!(matches!(
+        events.first(),
+        Some(StreamEvent::Start {
+            created: 1741570283,
+            ..
+        })
+    ));
+    assert_eq!(
+        &events[events.len() - 3..],
+        &[
+            StreamEvent::Finish(FinishReason::Stop),
+            StreamEvent::Usage(Usage {
+                input_tokens: 19,
+                output_tokens: 10
+            }),
+            StreamEvent::Done,
+        ]
+    );
 }
 
 #[test]
@@ -223,26 +260,62 @@ fn openai_tool_stream_reassembles_arguments() {
     let a = assemble(&decode_openai_stream(OPENAI_TOOLS));
     assert_eq!(a.text, "");
     assert_eq!(a.finish, Some(FinishReason::ToolCalls));
-    assert_eq!(a.usage, Some(Usage { input_tokens: 82, output_tokens: 37 }));
-    assert_eq!(args_json(&a.tool_calls), vec![
-        ("call_DdmO9pD3xa9XTPNJ32zg2hcA".into(), "get_weather".into(), serde_json::json!({"city": "Sao Pauloé"})),
-        ("call_9sl3wnaJqzFWvvZ7CMSahr6K".into(), "get_time".into(), serde_json::json!({"tz": "America/Sao_Paulo", "n": [1, 2.5, null]})),
-    ]);
+    assert_eq!(
+        a.usage,
+        Some(Usage {
+            input_tokens: 82,
+            output_tokens: 37
+        })
+    );
+    assert_eq!(
+        args_json(&a.tool_calls),
+        vec![
+            (
+                "call_DdmO9pD3xa9XTPNJ32zg2hcA".into(),
+                "get_weather".into(),
+                serde_json::json!({"city": "Sao Pauloé"})
+            ),
+            (
+                "call_9sl3wnaJqzFWvvZ7CMSahr6K".into(),
+                "get_time".into(),
+                serde_json::json!({"tz": "America/Sao_Paulo", "n": [1, 2.5, null]})
+            ),
+        ]
+    );
 }
 
 #[test]
 fn anthropic_tool_stream_reassembles_arguments_and_counts_cached_input() {
     let events = decode_anthropic_stream(ANTHROPIC_TOOLS);
-    assert!(matches!(&events[0], StreamEvent::Start { input_tokens: Some(572), .. }), "{:?}", events[0]);
+    assert!(
+        matches!(
+            &events[0],
+            StreamEvent::Start {
+                input_tokens: Some(572),
+                ..
+            }
+        ),
+        "{:?}",
+        events[0]
+    );
     let a = assemble(&events);
     assert_eq!(a.text, "Okay, let's check the weather.");
     assert_eq!(a.finish, Some(FinishReason::ToolCalls));
-    assert_eq!(a.usage, Some(Usage { input_tokens: 572, output_tokens: 89 }));
-    assert_eq!(args_json(&a.tool_calls), vec![(
-        "toolu_01T1x1fJ34qAmk2tNTrN7Up6".into(),
-        "get_weather".into(),
-        serde_json::json!({"city": "San Francisco, CA", "unit": "fahrenheit"}),
-    )]);
+    assert_eq!(
+        a.usage,
+        Some(Usage {
+            input_tokens: 572,
+            output_tokens: 89
+        })
+    );
+    assert_eq!(
+        args_json(&a.tool_calls),
+        vec![(
+            "toolu_01T1x1fJ34qAmk2tNTrN7Up6".into(),
+            "get_weather".into(),
+            serde_json::json!({"city": "San Francisco, CA", "unit": "fahrenheit"}),
+        )]
+    );
 }
 
 /// Since 2025 `message_delta.usage` is cumulative and carries the input and
@@ -269,7 +342,13 @@ data: {"type":"message_stop"}
 
 "#;
     let a = assemble(&decode_anthropic_stream(transcript));
-    assert_eq!(a.usage, Some(Usage { input_tokens: 2010, output_tokens: 7 }));
+    assert_eq!(
+        a.usage,
+        Some(Usage {
+            input_tokens: 2010,
+            output_tokens: 7
+        })
+    );
 }
 
 /// OpenAI upstream → Anthropic client → (an Anthropic SDK reading it) gives
@@ -332,17 +411,28 @@ fn streamed_text_equals_non_stream_text() {
     .unwrap();
     let streamed = assemble(&decode_anthropic_stream(ANTHROPIC_TOOLS));
     assert_eq!(streamed.text, non_stream.text);
-    assert_eq!(args_json(&streamed.tool_calls), args_json(&non_stream.tool_calls));
+    assert_eq!(
+        args_json(&streamed.tool_calls),
+        args_json(&non_stream.tool_calls)
+    );
     assert_eq!(streamed.finish, Some(non_stream.finish_reason));
     assert_eq!(streamed.usage, Some(non_stream.usage));
 }
 
 fn finish_stream(reason: FinishReason) -> Vec<StreamEvent> {
     vec![
-        StreamEvent::Start { id: "x".into(), model: "m".into(), created: 1, input_tokens: Some(1) },
+        StreamEvent::Start {
+            id: "x".into(),
+            model: "m".into(),
+            created: 1,
+            input_tokens: Some(1),
+        },
         StreamEvent::TextDelta("t".into()),
         StreamEvent::Finish(reason),
-        StreamEvent::Usage(Usage { input_tokens: 1, output_tokens: 1 }),
+        StreamEvent::Usage(Usage {
+            input_tokens: 1,
+            output_tokens: 1,
+        }),
         StreamEvent::Done,
     ]
 }
@@ -358,10 +448,16 @@ fn stream_finish_reasons_map_both_ways() {
     for (reason, openai_wire, anthropic_wire) in table {
         let events = finish_stream(reason);
         let o = encode_openai_stream(&events, false);
-        assert!(o.contains(&format!("\"finish_reason\":\"{openai_wire}\"")), "{o}");
+        assert!(
+            o.contains(&format!("\"finish_reason\":\"{openai_wire}\"")),
+            "{o}"
+        );
         assert_eq!(assemble(&decode_openai_stream(&o)).finish, Some(reason));
         let a = encode_anthropic_stream(&events);
-        assert!(a.contains(&format!("\"stop_reason\":\"{anthropic_wire}\"")), "{a}");
+        assert!(
+            a.contains(&format!("\"stop_reason\":\"{anthropic_wire}\"")),
+            "{a}"
+        );
         assert_eq!(assemble(&decode_anthropic_stream(&a)).finish, Some(reason));
     }
 }
@@ -371,16 +467,33 @@ fn upstream_error_events_become_stream_errors() {
     let mut d = anthropic::StreamDecoder::new();
     let ev = SseEvent {
         event: Some("error".into()),
-        data: r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#.into(),
+        data: r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
+            .into(),
     };
-    assert_eq!(d.event(&ev), Err(StreamError::Upstream { message: "Overloaded".into() }));
+    assert_eq!(
+        d.event(&ev),
+        Err(StreamError::Upstream {
+            message: "Overloaded".into()
+        })
+    );
     let mut d = openai::StreamDecoder::new();
     let ev = SseEvent {
         event: None,
         data: r#"{"error":{"message":"The server had an error","type":"server_error","param":null,"code":null}}"#.into(),
     };
-    assert_eq!(d.event(&ev), Err(StreamError::Upstream { message: "The server had an error".into() }));
-    assert!(matches!(d.event(&SseEvent { event: None, data: "{not json".into() }), Err(StreamError::Malformed(_))));
+    assert_eq!(
+        d.event(&ev),
+        Err(StreamError::Upstream {
+            message: "The server had an error".into()
+        })
+    );
+    assert!(matches!(
+        d.event(&SseEvent {
+            event: None,
+            data: "{not json".into()
+        }),
+        Err(StreamError::Malformed(_))
+    ));
 }
 
 #[test]
@@ -394,11 +507,14 @@ fn anthropic_encoder_sends_one_tool_use_block_per_call() {
     let blocks: Vec<(u64, ToolCall)> = starts
         .iter()
         .map(|s| {
-            (s["index"].as_u64().unwrap(), ToolCall {
-                id: s["content_block"]["id"].as_str().unwrap().into(),
-                name: s["content_block"]["name"].as_str().unwrap().into(),
-                arguments: String::new(),
-            })
+            (
+                s["index"].as_u64().unwrap(),
+                ToolCall {
+                    id: s["content_block"]["id"].as_str().unwrap().into(),
+                    name: s["content_block"]["name"].as_str().unwrap().into(),
+                    arguments: String::new(),
+                },
+            )
         })
         .collect();
     assert_eq!(blocks.len(), 2);

@@ -188,7 +188,12 @@ fn anthropic_images_to_openai() {
 #[test]
 fn tool_choice_variants() {
     let mut out = serde_json::Map::new();
-    for choice in [json!("auto"), json!("none"), json!("required"), json!({"type": "function", "function": {"name": "get_weather"}})] {
+    for choice in [
+        json!("auto"),
+        json!("none"),
+        json!("required"),
+        json!({"type": "function", "function": {"name": "get_weather"}}),
+    ] {
         let body = json!({
             "model": "gpt-4o",
             "messages": [{"role": "user", "content": "hi"}],
@@ -197,7 +202,10 @@ fn tool_choice_variants() {
         });
         let req = openai::decode_request(body.to_string().as_bytes()).unwrap();
         let wire = json(&anthropic::encode_request(&req));
-        out.insert(format!("openai {choice} -> anthropic"), wire["tool_choice"].clone());
+        out.insert(
+            format!("openai {choice} -> anthropic"),
+            wire["tool_choice"].clone(),
+        );
     }
     for choice in [
         json!({"type": "auto"}),
@@ -214,7 +222,10 @@ fn tool_choice_variants() {
         });
         let req = anthropic::decode_request(body.to_string().as_bytes()).unwrap();
         let wire = json(&openai::encode_request(&req));
-        out.insert(format!("anthropic {choice} -> openai"), wire["tool_choice"].clone());
+        out.insert(
+            format!("anthropic {choice} -> openai"),
+            wire["tool_choice"].clone(),
+        );
     }
     assert_snapshot!(serde_json::to_string_pretty(&out).unwrap());
 }
@@ -237,7 +248,10 @@ fn response_format_to_anthropic_system_prompt() {
         });
         let req = openai::decode_request(body.to_string().as_bytes()).unwrap();
         let wire = json(&anthropic::encode_request(&req));
-        out.insert(format["type"].as_str().unwrap().to_owned(), wire["system"].clone());
+        out.insert(
+            format["type"].as_str().unwrap().to_owned(),
+            wire["system"].clone(),
+        );
     }
     assert_snapshot!(serde_json::to_string_pretty(&out).unwrap());
 }

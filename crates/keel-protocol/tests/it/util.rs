@@ -87,7 +87,10 @@ pub fn assemble(events: &[StreamEvent]) -> Assembled {
                 });
             }
             StreamEvent::ToolCallDelta { index, arguments } => {
-                let pos = indices.iter().position(|i| i == index).expect("delta before start");
+                let pos = indices
+                    .iter()
+                    .position(|i| i == index)
+                    .expect("delta before start");
                 a.tool_calls[pos].arguments.push_str(arguments);
             }
             StreamEvent::Finish(r) => a.finish = Some(*r),
@@ -102,6 +105,12 @@ pub fn assemble(events: &[StreamEvent]) -> Assembled {
 pub fn args_json(calls: &[ToolCall]) -> Vec<(String, String, Value)> {
     calls
         .iter()
-        .map(|c| (c.id.clone(), c.name.clone(), serde_json::from_str(&c.arguments).unwrap()))
+        .map(|c| {
+            (
+                c.id.clone(),
+                c.name.clone(),
+                serde_json::from_str(&c.arguments).unwrap(),
+            )
+        })
         .collect()
 }

@@ -29,8 +29,11 @@ impl Anthropic {
         headers
             .entry("anthropic-version")
             .or_insert(HeaderValue::from_static(API_VERSION));
-        let messages_url = reqwest::Url::parse_with_params(&format!("{}/v1/messages", http.base_url), &http.query)
-            .map_err(|e| Error::internal(format!("provider `{name}`: invalid base_url: {e}")))?;
+        let messages_url =
+            reqwest::Url::parse_with_params(&format!("{}/v1/messages", http.base_url), &http.query)
+                .map_err(|e| {
+                    Error::internal(format!("provider `{name}`: invalid base_url: {e}"))
+                })?;
         Ok(Anthropic {
             up: Upstream::new(config, Wire::Anthropic)?,
             messages_url,
@@ -48,13 +51,21 @@ impl Provider for Anthropic {
         self.chat_response(&body)
     }
 
-    async fn chat_stream(&self, mut req: ChatRequest, _ctx: &CallContext) -> Result<EventStream, Error> {
+    async fn chat_stream(
+        &self,
+        mut req: ChatRequest,
+        _ctx: &CallContext,
+    ) -> Result<EventStream, Error> {
         req.stream = true;
         let response = self.up.send(self.messages_request(&req)).await?;
         Ok(self.events(response))
     }
 
-    async fn embed(&self, req: EmbeddingsRequest, _ctx: &CallContext) -> Result<EmbeddingsResponse, Error> {
+    async fn embed(
+        &self,
+        req: EmbeddingsRequest,
+        _ctx: &CallContext,
+    ) -> Result<EmbeddingsResponse, Error> {
         Err(Error::invalid_request(format!(
             "model `{}` is served by Anthropic (provider `{}`), which has no embeddings API",
             req.model, self.up.name

@@ -22,7 +22,12 @@ impl OpenAi {
     pub fn new(name: &str, http: &HttpProvider, config: &ProviderConfig) -> Result<Self, Error> {
         let mut headers = http::headers(name, http)?;
         if let Some(key) = &http.api_key {
-            http::insert_secret(&mut headers, name, AUTHORIZATION.as_str(), &format!("Bearer {}", key.expose_secret()))?;
+            http::insert_secret(
+                &mut headers,
+                name,
+                AUTHORIZATION.as_str(),
+                &format!("Bearer {}", key.expose_secret()),
+            )?;
         }
         let url = |path: &str| {
             reqwest::Url::parse_with_params(&format!("{}{path}", http.base_url), &http.query)
@@ -46,13 +51,21 @@ impl Provider for OpenAi {
         self.chat_response(&body)
     }
 
-    async fn chat_stream(&self, mut req: ChatRequest, _ctx: &CallContext) -> Result<EventStream, Error> {
+    async fn chat_stream(
+        &self,
+        mut req: ChatRequest,
+        _ctx: &CallContext,
+    ) -> Result<EventStream, Error> {
         req.stream = true;
         let response = self.up.send(self.chat_request(&req)).await?;
         Ok(self.events(response))
     }
 
-    async fn embed(&self, req: EmbeddingsRequest, _ctx: &CallContext) -> Result<EmbeddingsResponse, Error> {
+    async fn embed(
+        &self,
+        req: EmbeddingsRequest,
+        _ctx: &CallContext,
+    ) -> Result<EmbeddingsResponse, Error> {
         let response = self.up.send(self.embeddings_request(&req)).await?;
         let body = self.up.body(response).await?;
         self.embeddings_response(&body)

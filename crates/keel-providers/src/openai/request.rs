@@ -12,7 +12,10 @@ impl OpenAi {
     }
 
     pub(super) fn embeddings_request(&self, req: &EmbeddingsRequest) -> reqwest::RequestBuilder {
-        self.post(self.embeddings_url.clone(), openai::encode_embeddings_request(req))
+        self.post(
+            self.embeddings_url.clone(),
+            openai::encode_embeddings_request(req),
+        )
     }
 
     fn post(&self, url: reqwest::Url, body: Vec<u8>) -> reqwest::RequestBuilder {

@@ -13,6 +13,7 @@ impl OpenAi {
     }
 
     pub(super) fn embeddings_response(&self, body: &[u8]) -> Result<EmbeddingsResponse, Error> {
-        openai::decode_embeddings_response(body).map_err(|e| Error::upstream_protocol(&self.up.name, e))
+        openai::decode_embeddings_response(body)
+            .map_err(|e| Error::upstream_protocol(&self.up.name, e))
     }
 }

@@ -14,7 +14,8 @@ pub struct Sim {
 
 impl Sim {
     pub fn new(name: &str, config: &SimConfig) -> Result<Self, Error> {
-        let sim = Simulator::new(config).map_err(|e| Error::internal(format!("provider `{name}`: {e}")))?;
+        let sim = Simulator::new(config)
+            .map_err(|e| Error::internal(format!("provider `{name}`: {e}")))?;
         Ok(Sim {
             name: name.to_owned(),
             sim,
@@ -36,7 +37,11 @@ impl Provider for Sim {
         Ok(self.events(plan))
     }
 
-    async fn embed(&self, req: EmbeddingsRequest, ctx: &CallContext) -> Result<EmbeddingsResponse, Error> {
+    async fn embed(
+        &self,
+        req: EmbeddingsRequest,
+        ctx: &CallContext,
+    ) -> Result<EmbeddingsResponse, Error> {
         let plan = self
             .sim
             .embed(&req, ctx.sim_fault.as_deref())

@@ -19,7 +19,9 @@ impl Sim {
     /// error (400); anything else would be a bug in the simulator.
     pub(super) fn plan_error(&self, e: SimError) -> Error {
         match e {
-            SimError::Fault(_) | SimError::InvalidRequest(_) => Error::invalid_request(e.to_string()),
+            SimError::Fault(_) | SimError::InvalidRequest(_) => {
+                Error::invalid_request(e.to_string())
+            }
             other => Error::internal(format!("provider `{}`: {other}", self.name)),
         }
     }
@@ -27,15 +29,23 @@ impl Sim {
     pub(super) async fn before_headers(&self, fault: &Fault) -> Result<(), Error> {
         tokio::time::sleep(fault.latency).await;
         match fault.outcome {
-            Outcome::Status { status, retry_after } => Err(Error::upstream_status(
+            Outcome::Status {
+                status,
+                retry_after,
+            } => Err(Error::upstream_status(
                 &self.name,
                 status,
                 &format!("simulated upstream error (status={status})"),
             )
             .with_retry_after(retry_after.map(std::time::Duration::from_secs))),
-            Outcome::Reset => Err(Error::upstream_connection(&self.name, "connection reset (simulated)")),
+            Outcome::Reset => Err(Error::upstream_connection(
+                &self.name,
+                "connection reset (simulated)",
+            )),
             Outcome::Hang => std::future::pending().await,
-            Outcome::Reply | Outcome::Malformed | Outcome::Cut(_) | Outcome::StreamError(_) => Ok(()),
+            Outcome::Reply | Outcome::Malformed | Outcome::Cut(_) | Outcome::StreamError(_) => {
+                Ok(())
+            }
         }
     }
 }

@@ -19,15 +19,21 @@ impl Sim {
             .enumerate()
             .map(|(i, step)| (plan.fault.pause_before(i), step))
             .collect();
-        let tail = cut.then(|| Error::upstream_protocol(&name, "the stream ended before its terminal event"));
+        let tail = cut
+            .then(|| Error::upstream_protocol(&name, "the stream ended before its terminal event"));
         let stepped = futures::stream::iter(steps).then(move |(pause, step)| {
             let name = name.clone();
             async move {
                 tokio::time::sleep(pause).await;
                 match step {
                     StreamStep::Event(ev) => Ok(ev),
-                    StreamStep::Malformed => Err(Error::upstream_protocol(&name, "stream event is not valid JSON (simulated)")),
-                    StreamStep::Error(wire) => Err(Error::upstream_stream_error(&name, &wire.message)),
+                    StreamStep::Malformed => Err(Error::upstream_protocol(
+                        &name,
+                        "stream event is not valid JSON (simulated)",
+                    )),
+                    StreamStep::Error(wire) => {
+                        Err(Error::upstream_stream_error(&name, &wire.message))
+                    }
                 }
             }
         });

@@ -9,6 +9,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTE
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
+use futures::StreamExt;
 use keel_protocol::WireError;
 use keel_protocol::sse::write_event;
 
@@ -72,7 +73,9 @@ pub(super) fn error(wire: Wire, err: &WireError, retry_after: Option<u64>) -> Re
     let status = StatusCode::from_u16(err.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = json(status, wire.encode_error(err));
     if let Some(secs) = retry_after {
-        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
     }
     response
 }
@@ -108,8 +111,14 @@ fn reset() -> Response {
 fn cut(body: Vec<u8>) -> Response {
     let full = body.len();
     let head = Bytes::copy_from_slice(cut_body(&body));
-    let parts = [Ok(head), Err(std::io::Error::other("simulated cut"))];
-    let mut response = Response::new(Body::from_stream(futures::stream::iter(parts)));
+    // Pending once between the two, so hyper flushes the headers and the
+    // head before the error makes it drop the connection.
+    let fail = futures::stream::once(async {
+        tokio::task::yield_now().await;
+        Err(std::io::Error::other("simulated cut"))
+    });
+    let parts = futures::stream::iter([Ok(head)]).chain(fail);
+    let mut response = Response::new(Body::from_stream(parts));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(CONTENT_LENGTH, HeaderValue::from(full));
@@ -118,7 +127,12 @@ fn cut(body: Vec<u8>) -> Response {
 
 /// Writes each step as SSE after its pause; the guard is finished when the
 /// last step is written, so an early drop of the body counts a disconnect.
-fn stream(steps: Vec<StreamStep>, encoder: Encoder, fault: Fault, guard: DisconnectGuard) -> Response {
+fn stream(
+    steps: Vec<StreamStep>,
+    encoder: Encoder,
+    fault: Fault,
+    guard: DisconnectGuard,
+) -> Response {
     struct State {
         steps: std::iter::Enumerate<std::vec::IntoIter<StreamStep>>,
         encoder: Encoder,
@@ -133,7 +147,9 @@ fn stream(steps: Vec<StreamStep>, encoder: Encoder, fault: Fault, guard: Disconn
     };
     let frames = futures::stream::unfold(state, |mut st| async move {
         let Some((index, step)) = st.steps.next() else {
-            st.guard.take().map(DisconnectGuard::finish);
+            if let Some(guard) = st.guard.take() {
+                guard.finish();
+            }
             return None;
         };
         pause(st.fault.pause_before(index)).await;
@@ -157,5 +173,73 @@ fn stream(steps: Vec<StreamStep>, encoder: Encoder, fault: Fault, guard: Disconn
 async fn pause(d: Duration) {
     if !d.is_zero() {
         tokio::time::sleep(d).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_config::SimConfig;
+    use keel_protocol::chat::{ChatRequest, Message, Role};
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::Simulator;
+
+    #[tokio::test(start_paused = true)]
+    async fn streams_wait_latency_then_ttft_then_gaps() {
+        let sim = Simulator::new(&SimConfig::default()).unwrap();
+        let req = ChatRequest {
+            messages: vec![Message::text(Role::User, "pace me")],
+            stream: true,
+            ..ChatRequest::default()
+        };
+        let plan = sim
+            .plan(&req, Some("latency=1s,ttft=2s,gap=500ms"))
+            .unwrap();
+        let steps = plan.stream_steps();
+        let payload = Payload::Stream {
+            steps: steps.clone(),
+            encoder: Wire::OpenAi.stream_encoder(false),
+        };
+        let started = Instant::now();
+        let response = act(Wire::OpenAi, &plan, payload, sim.disconnect_guard()).await;
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(1),
+            "latency before headers"
+        );
+
+        let mut frames = response.into_body().into_data_stream();
+        let mut at = Vec::new();
+        while let Some(frame) = frames.next().await {
+            frame.unwrap();
+            at.push(started.elapsed());
+        }
+        assert_eq!(at.len(), steps.len());
+        for (i, t) in at.iter().enumerate() {
+            let want =
+                Duration::from_secs(3) + Duration::from_millis(500) * u32::try_from(i).unwrap();
+            assert_eq!(*t, want, "frame {i}");
+        }
+        assert_eq!(
+            sim.stats().disconnects,
+            0,
+            "a finished stream is no disconnect"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_dropped_early_counts_a_disconnect() {
+        let sim = Simulator::new(&SimConfig::default()).unwrap();
+        let plan = sim.plan(&ChatRequest::default(), Some("gap=1s")).unwrap();
+        let payload = Payload::Stream {
+            steps: plan.stream_steps(),
+            encoder: Wire::Anthropic.stream_encoder(false),
+        };
+        let response = act(Wire::Anthropic, &plan, payload, sim.disconnect_guard()).await;
+        let mut frames = response.into_body().into_data_stream();
+        frames.next().await.unwrap().unwrap();
+        drop(frames);
+        assert_eq!(sim.stats().disconnects, 1);
     }
 }

@@ -111,6 +111,9 @@ async fn not_found() -> Response {
 fn fault_header(headers: &HeaderMap) -> Result<Option<&str>, String> {
     headers
         .get(FAULT_HEADER)
-        .map(|v| v.to_str().map_err(|_| format!("{FAULT_HEADER} must be visible ASCII")))
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| format!("{FAULT_HEADER} must be visible ASCII"))
+        })
         .transpose()
 }

@@ -50,7 +50,9 @@ fn replay(events: &[StreamEvent]) -> (String, Vec<String>) {
         match e {
             StreamEvent::TextDelta(t) => text.push_str(t),
             StreamEvent::ToolCallStart { .. } => args.push(String::new()),
-            StreamEvent::ToolCallDelta { index, arguments } => args[*index as usize].push_str(arguments),
+            StreamEvent::ToolCallDelta { index, arguments } => {
+                args[*index as usize].push_str(arguments)
+            }
             _ => {}
         }
     }
@@ -75,8 +77,14 @@ fn same_seed_same_plans_and_rate_faults_follow_the_seed() {
     let b = run(2);
     let faults = |plans: &[Plan]| plans.iter().map(|p| p.fault.clone()).collect::<Vec<_>>();
     assert_ne!(faults(&a), faults(&b));
-    let statuses = a.iter().filter(|p| matches!(p.fault.outcome, Outcome::Status { .. })).count();
-    assert!((5..40).contains(&statuses), "rate 0.3 of 64 gave {statuses}");
+    let statuses = a
+        .iter()
+        .filter(|p| matches!(p.fault.outcome, Outcome::Status { .. }))
+        .count();
+    assert!(
+        (5..40).contains(&statuses),
+        "rate 0.3 of 64 gave {statuses}"
+    );
 }
 
 #[test]
@@ -89,8 +97,21 @@ fn identical_requests_get_identical_replies_whatever_the_order() {
     let again = s.plan(&streamed, None).unwrap().response;
     assert_eq!(first.text, again.text);
     assert_ne!(first.id, again.id);
-    assert_ne!(sim(10, &[]).plan(&ask("hello there"), None).unwrap().response.text, first.text);
-    assert!(first.text.starts_with("Simulated reply to: \"hello there\". "), "{}", first.text);
+    assert_ne!(
+        sim(10, &[])
+            .plan(&ask("hello there"), None)
+            .unwrap()
+            .response
+            .text,
+        first.text
+    );
+    assert!(
+        first
+            .text
+            .starts_with("Simulated reply to: \"hello there\". "),
+        "{}",
+        first.text
+    );
     assert_eq!(first.finish_reason, FinishReason::Stop);
     assert_eq!(first.usage.input_tokens, estimate("be brief\nhello there"));
     assert_eq!(first.usage.output_tokens, estimate(&first.text));
@@ -99,11 +120,20 @@ fn identical_requests_get_identical_replies_whatever_the_order() {
 #[test]
 fn header_beats_config_and_bad_specs_are_errors() {
     let s = sim(0, &[(1.0, "status=500")]);
-    assert!(matches!(s.plan(&ask("x"), None).unwrap().fault.outcome, Outcome::Status { status: 500, .. }));
+    assert!(matches!(
+        s.plan(&ask("x"), None).unwrap().fault.outcome,
+        Outcome::Status { status: 500, .. }
+    ));
     assert_eq!(s.plan(&ask("x"), Some("")).unwrap().fault, Fault::default());
-    assert_eq!(s.plan(&ask("x"), Some("hang")).unwrap().fault.outcome, Outcome::Hang);
+    assert_eq!(
+        s.plan(&ask("x"), Some("hang")).unwrap().fault.outcome,
+        Outcome::Hang
+    );
     let err = s.plan(&ask("x"), Some("latency=1ms,boom")).unwrap_err();
-    assert_eq!(err.to_string(), "invalid x-keel-sim-fault: `boom`: unknown fault");
+    assert_eq!(
+        err.to_string(),
+        "invalid x-keel-sim-fault: `boom`: unknown fault"
+    );
     let stats = s.stats();
     assert_eq!(stats.requests, 4);
     assert_eq!(stats.faults.get("status"), Some(&1));
@@ -114,15 +144,30 @@ fn header_beats_config_and_bad_specs_are_errors() {
 fn config_rules_are_validated_with_their_index() {
     let bad = |faults: &[(f64, &str)]| {
         Simulator::new(&SimConfig {
-            faults: faults.iter().map(|(rate, f)| FaultRule { rate: *rate, fault: (*f).into() }).collect(),
+            faults: faults
+                .iter()
+                .map(|(rate, f)| FaultRule {
+                    rate: *rate,
+                    fault: (*f).into(),
+                })
+                .collect(),
             ..SimConfig::default()
         })
         .unwrap_err()
         .to_string()
     };
-    assert_eq!(bad(&[(0.1, "reset"), (0.1, "stat=1")]), "sim faults[1]: `stat=1`: unknown fault");
-    assert_eq!(bad(&[(1.5, "reset")]), "sim faults[0]: rate 1.5 is not a probability in [0, 1]");
-    assert_eq!(bad(&[(f64::NAN, "reset")]), "sim faults[0]: rate NaN is not a probability in [0, 1]");
+    assert_eq!(
+        bad(&[(0.1, "reset"), (0.1, "stat=1")]),
+        "sim faults[1]: `stat=1`: unknown fault"
+    );
+    assert_eq!(
+        bad(&[(1.5, "reset")]),
+        "sim faults[0]: rate 1.5 is not a probability in [0, 1]"
+    );
+    assert_eq!(
+        bad(&[(f64::NAN, "reset")]),
+        "sim faults[0]: rate NaN is not a probability in [0, 1]"
+    );
 }
 
 #[test]
@@ -143,23 +188,54 @@ fn script_rules_answer_and_carry_faults_and_usage() {
         "#,
     )
     .unwrap();
-    let s = Simulator::new(&SimConfig { script: Some(path.clone()), ..SimConfig::default() }).unwrap();
+    let s = Simulator::new(&SimConfig {
+        script: Some(path.clone()),
+        ..SimConfig::default()
+    })
+    .unwrap();
     let weather = s.plan(&ask("WEATHER in Oslo?"), None).unwrap();
     assert_eq!(weather.response.tool_calls[0].name, "get_weather");
-    assert_eq!(weather.response.tool_calls[0].arguments, r#"{"city":"Oslo"}"#);
+    assert_eq!(
+        weather.response.tool_calls[0].arguments,
+        r#"{"city":"Oslo"}"#
+    );
     assert_eq!(weather.response.finish_reason, FinishReason::ToolCalls);
     assert_eq!(weather.fault.gap, std::time::Duration::from_millis(5));
-    assert_eq!(s.plan(&ask("weather"), Some("")).unwrap().fault, Fault::default());
+    assert_eq!(
+        s.plan(&ask("weather"), Some("")).unwrap().fault,
+        Fault::default()
+    );
     let order = s.plan(&ask("order 42"), None).unwrap().response;
     assert_eq!(order.text, r#"{"status":"shipped"}"#);
-    assert_eq!((order.usage.input_tokens, order.usage.output_tokens), (3, 4));
-    assert!(s.plan(&ask("order 42!"), None).unwrap().response.text.starts_with("Simulated"));
+    assert_eq!(
+        (order.usage.input_tokens, order.usage.output_tokens),
+        (3, 4)
+    );
+    assert!(
+        s.plan(&ask("order 42!"), None)
+            .unwrap()
+            .response
+            .text
+            .starts_with("Simulated")
+    );
 
-    std::fs::write(&path, "[[rule]]\nreply = 'a'\n[[rule]]\nregex = '['\nreply = 'b'\n").unwrap();
-    let err = Simulator::new(&SimConfig { script: Some(path.clone()), ..SimConfig::default() }).unwrap_err();
+    std::fs::write(
+        &path,
+        "[[rule]]\nreply = 'a'\n[[rule]]\nregex = '['\nreply = 'b'\n",
+    )
+    .unwrap();
+    let err = Simulator::new(&SimConfig {
+        script: Some(path.clone()),
+        ..SimConfig::default()
+    })
+    .unwrap_err();
     assert!(err.to_string().contains("rule[1]: regex"), "{err}");
     std::fs::write(&path, "[[rule]]\nreply = 'a'\nreplies = 'b'\n").unwrap();
-    let err = Simulator::new(&SimConfig { script: Some(path.clone()), ..SimConfig::default() }).unwrap_err();
+    let err = Simulator::new(&SimConfig {
+        script: Some(path.clone()),
+        ..SimConfig::default()
+    })
+    .unwrap_err();
     assert!(err.to_string().contains("unknown field `replies`"), "{err}");
     std::fs::remove_file(&path).unwrap();
 }
@@ -169,7 +245,11 @@ fn tools_are_called_by_default_and_results_answered() {
     let s = sim(3, &[]);
     let mut req = ask("what's it like in Paris?");
     req.tools = vec![
-        Tool { name: "noop".into(), description: None, parameters: json!({"type": "object"}) },
+        Tool {
+            name: "noop".into(),
+            description: None,
+            parameters: json!({"type": "object"}),
+        },
         weather_tool(),
     ];
     let first = s.plan(&req, None).unwrap().response;
@@ -180,8 +260,14 @@ fn tools_are_called_by_default_and_results_answered() {
     assert_eq!(call.finish_reason, FinishReason::ToolCalls);
     assert_eq!(call.text, "");
     let args: Value = serde_json::from_str(&call.tool_calls[0].arguments).unwrap();
-    assert!(args["city"].is_string() && args["days"].as_i64().unwrap() >= 1, "{args}");
-    assert_eq!(call.usage.output_tokens, estimate(&call.tool_calls[0].arguments));
+    assert!(
+        args["city"].is_string() && args["days"].as_i64().unwrap() >= 1,
+        "{args}"
+    );
+    assert_eq!(
+        call.usage.output_tokens,
+        estimate(&call.tool_calls[0].arguments)
+    );
 
     req.tool_choice = Some(ToolChoice::None);
     assert!(s.plan(&req, None).unwrap().response.tool_calls.is_empty());
@@ -194,7 +280,13 @@ fn tools_are_called_by_default_and_results_answered() {
     req.messages.extend([assistant, result]);
     let answer = s.plan(&req, None).unwrap().response;
     assert!(answer.tool_calls.is_empty());
-    assert!(answer.text.starts_with("Simulated reply using the tool result: \"18C and sunny\"."), "{}", answer.text);
+    assert!(
+        answer
+            .text
+            .starts_with("Simulated reply using the tool result: \"18C and sunny\"."),
+        "{}",
+        answer.text
+    );
 }
 
 fn person_schema() -> Value {
@@ -223,10 +315,18 @@ fn json_request() -> ChatRequest {
 #[test]
 fn json_schema_replies_conform_and_violations_do_not() {
     let s = sim(5, &[]);
-    let good: Value = serde_json::from_str(&s.plan(&json_request(), None).unwrap().response.text).unwrap();
+    let good: Value =
+        serde_json::from_str(&s.plan(&json_request(), None).unwrap().response.text).unwrap();
     assert!(good["name"].is_string(), "{good}");
     assert!(good["age"].is_i64(), "{good}");
-    assert!(good["tags"].as_array().unwrap().iter().all(Value::is_string), "{good}");
+    assert!(
+        good["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(Value::is_string),
+        "{good}"
+    );
     assert!(["admin", "user"].contains(&good["role"].as_str().unwrap()));
 
     let bad = s.plan(&json_request(), Some("schema-violation")).unwrap();
@@ -238,15 +338,33 @@ fn json_schema_replies_conform_and_violations_do_not() {
     let mut object = ask("x");
     object.response_format = Some(ResponseFormat::JsonObject);
     let reply = s.plan(&object, None).unwrap().response.text;
-    assert!(serde_json::from_str::<Value>(&reply).unwrap().is_object(), "{reply}");
-    let broken = s.plan(&object, Some("schema-violation")).unwrap().response.text;
-    assert!(!serde_json::from_str::<Value>(&broken).unwrap().is_object(), "{broken}");
+    assert!(
+        serde_json::from_str::<Value>(&reply).unwrap().is_object(),
+        "{reply}"
+    );
+    let broken = s
+        .plan(&object, Some("schema-violation"))
+        .unwrap()
+        .response
+        .text;
+    assert!(
+        !serde_json::from_str::<Value>(&broken).unwrap().is_object(),
+        "{broken}"
+    );
 
     let mut tool = ask("weather?");
     tool.tools = vec![weather_tool()];
-    let args = &s.plan(&tool, Some("schema-violation")).unwrap().response.tool_calls[0].arguments;
+    let args = &s
+        .plan(&tool, Some("schema-violation"))
+        .unwrap()
+        .response
+        .tool_calls[0]
+        .arguments;
     let args: Value = serde_json::from_str(args).unwrap();
-    assert!(args.get("city").is_none() && !args["days"].is_i64(), "{args}");
+    assert!(
+        args.get("city").is_none() && !args["days"].is_i64(),
+        "{args}"
+    );
     assert_eq!(s.stats().faults.get("schema-violation"), Some(&3));
 }
 
@@ -260,13 +378,26 @@ fn stream_deltas_rebuild_the_reply() {
         let events = plan.events();
         let (text, args) = replay(&events);
         assert_eq!(text, plan.response.text);
-        let want: Vec<String> = plan.response.tool_calls.iter().map(|c| c.arguments.clone()).collect();
+        let want: Vec<String> = plan
+            .response
+            .tool_calls
+            .iter()
+            .map(|c| c.arguments.clone())
+            .collect();
         assert_eq!(args, want);
         assert!(matches!(events[0], StreamEvent::Start { .. }));
-        let deltas = events.iter().filter(|e| matches!(e, StreamEvent::TextDelta(_) | StreamEvent::ToolCallDelta { .. }));
+        let deltas = events.iter().filter(|e| {
+            matches!(
+                e,
+                StreamEvent::TextDelta(_) | StreamEvent::ToolCallDelta { .. }
+            )
+        });
         assert!(deltas.count() >= 2, "{events:?}");
         let n = events.len();
-        assert_eq!(events[n - 3], StreamEvent::Finish(plan.response.finish_reason));
+        assert_eq!(
+            events[n - 3],
+            StreamEvent::Finish(plan.response.finish_reason)
+        );
         assert_eq!(events[n - 2], StreamEvent::Usage(plan.response.usage));
         assert_eq!(events[n - 1], StreamEvent::Done);
     }
@@ -275,17 +406,27 @@ fn stream_deltas_rebuild_the_reply() {
 #[test]
 fn max_tokens_and_stop_sequences_cut_the_reply() {
     let s = sim(1, &[]);
-    let full = s.plan(&ask("a fairly long question for the simulator"), None).unwrap().response;
+    let full = s
+        .plan(&ask("a fairly long question for the simulator"), None)
+        .unwrap()
+        .response;
     let mut req = ask("a fairly long question for the simulator");
     req.max_tokens = Some(5);
     let cut = s.plan(&req, None).unwrap().response;
     assert_eq!(cut.finish_reason, FinishReason::Length);
     assert!(full.text.starts_with(&cut.text) && cut.text.len() < full.text.len());
-    assert!(estimate(&cut.text) <= 5 && estimate(&cut.text) >= 3, "{:?}", cut.text);
+    assert!(
+        estimate(&cut.text) <= 5 && estimate(&cut.text) >= 3,
+        "{:?}",
+        cut.text
+    );
     assert_eq!(cut.usage.output_tokens, estimate(&cut.text));
 
     req.max_tokens = Some(1000);
-    assert_eq!(s.plan(&req, None).unwrap().response.finish_reason, FinishReason::Stop);
+    assert_eq!(
+        s.plan(&req, None).unwrap().response.finish_reason,
+        FinishReason::Stop
+    );
 
     let mut stop = ask("a fairly long question for the simulator");
     stop.stop = vec!["question".into()];
@@ -315,9 +456,30 @@ fn embeddings_are_deterministic_unit_vectors() {
         assert!((norm - 1.0).abs() < 1e-4, "{norm}");
     }
     assert_eq!(plan.response.input_tokens, 5); // 2 + 1 + 2
-    assert_eq!(s.embed(&req(Some(3)), None).unwrap().response.data[1].len(), 3);
-    assert_ne!(sim(5, &[]).embed(&req(None), None).unwrap().response.data, *data);
-    assert!(matches!(s.embed(&req(Some(0)), None), Err(SimError::InvalidRequest(_))));
-    assert!(matches!(s.embed(&req(Some(1 << 20)), None), Err(SimError::InvalidRequest(_))));
-    assert_eq!(s.embed(&req(None), Some("status=429")).unwrap().fault.outcome, Outcome::Status { status: 429, retry_after: None });
+    assert_eq!(
+        s.embed(&req(Some(3)), None).unwrap().response.data[1].len(),
+        3
+    );
+    assert_ne!(
+        sim(5, &[]).embed(&req(None), None).unwrap().response.data,
+        *data
+    );
+    assert!(matches!(
+        s.embed(&req(Some(0)), None),
+        Err(SimError::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        s.embed(&req(Some(1 << 20)), None),
+        Err(SimError::InvalidRequest(_))
+    ));
+    assert_eq!(
+        s.embed(&req(None), Some("status=429"))
+            .unwrap()
+            .fault
+            .outcome,
+        Outcome::Status {
+            status: 429,
+            retry_after: None
+        }
+    );
 }

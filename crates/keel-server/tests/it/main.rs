@@ -1,0 +1,127 @@
+//! keel over real HTTP on 127.0.0.1: the front doors against every kind of
+//! upstream, error shapes and statuses, streams that break, headers, and
+//! graceful shutdown. One test binary, a module per topic.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod errors;
+mod front_doors;
+mod headers;
+mod shutdown;
+mod streams;
+
+use keel_config::SimConfig;
+use keel_sim::Simulator;
+use keel_testkit::Running;
+use serde_json::{Value, json};
+
+/// keel with three routes to the same simulator: in process (`sim`), over
+/// the OpenAI protocol (`via-openai`) and over the Anthropic protocol
+/// (`via-anthropic`), plus a model whose only provider has no key.
+pub struct Setup {
+    pub keel: Running,
+    pub sim: Simulator,
+    _sim_server: Running,
+}
+
+pub const MODELS: [&str; 3] = ["sim", "via-openai", "via-anthropic"];
+
+pub async fn setup() -> Setup {
+    setup_with(SimConfig::default(), "").await
+}
+
+/// `extra` is appended to the config (e.g. a `[server]` table).
+pub async fn setup_with(upstream: SimConfig, extra: &str) -> Setup {
+    let (sim_server, sim) = keel_testkit::sim(upstream).await;
+    let config = format!(
+        r#"
+        {extra}
+        [providers.sim]
+        kind = "sim"
+        [providers.up-openai]
+        kind = "openai"
+        base_url = "{url}/v1"
+        [providers.up-anthropic]
+        kind = "anthropic"
+        base_url = "{url}"
+        [providers.keyless]
+        kind = "openai"
+        api_key = {{ env = "KEEL_TEST_UNSET_KEY" }}
+        [models.sim]
+        targets = [{{ provider = "sim", model = "sim-model" }}]
+        [models.via-openai]
+        targets = [{{ provider = "up-openai", model = "upstream-openai-model" }}]
+        [models.via-anthropic]
+        targets = [{{ provider = "up-anthropic", model = "upstream-anthropic-model" }}]
+        [models.keyless]
+        targets = [{{ provider = "keyless", model = "gpt-4o" }}]
+        "#,
+        url = sim_server.url()
+    );
+    Setup {
+        keel: keel_testkit::keel(&config).await,
+        sim,
+        _sim_server: sim_server,
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+impl Setup {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.keel.url())
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut req = client()
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(body).unwrap());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn openai(&self, body: &Value, headers: &[(&str, &str)]) -> reqwest::Response {
+        self.post("/v1/chat/completions", body, headers).await
+    }
+
+    pub async fn anthropic(&self, body: &Value, headers: &[(&str, &str)]) -> reqwest::Response {
+        self.post("/v1/messages", body, headers).await
+    }
+}
+
+pub fn openai_chat(model: &str, text: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
+
+pub fn anthropic_chat(model: &str, text: &str) -> Value {
+    json!({"model": model, "max_tokens": 256, "messages": [{"role": "user", "content": text}]})
+}
+
+/// The `data:` payloads of an SSE body, with their event names.
+pub fn sse(body: &str) -> Vec<(Option<String>, String)> {
+    let mut parser = keel_protocol::sse::SseParser::new();
+    parser
+        .push(body.as_bytes())
+        .into_iter()
+        .map(|e| (e.event, e.data))
+        .collect()
+}
+
+pub async fn json_of(resp: reqwest::Response) -> Value {
+    let bytes = resp.bytes().await.unwrap();
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+}
