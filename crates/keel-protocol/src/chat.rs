@@ -90,13 +90,7 @@ impl Message {
 
     /// The concatenated text parts of the message.
     pub fn joined_text(&self) -> String {
-        let mut out = String::new();
-        for part in &self.content {
-            if let Part::Text(t) = part {
-                out.push_str(t);
-            }
-        }
-        out
+        text_of(&self.content)
     }
 }
 
@@ -107,6 +101,17 @@ pub enum Part {
     /// An image, either by URL or inline (`data:` URLs are split into media
     /// type and base64 data so both protocols can express them).
     Image(Image),
+}
+
+/// The concatenated text of some parts (images are skipped).
+pub fn text_of(parts: &[Part]) -> String {
+    parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Text(t) => Some(t.as_str()),
+            Part::Image(_) => None,
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,9 +4,11 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::response::WireToolCall;
 use crate::DecodeError;
 use crate::chat::{
     ChatRequest, Image, Message, Part, Protocol, ResponseFormat, Role, Tool, ToolCall, ToolChoice,
+    text_of,
 };
 use crate::json::{field, kind, object, rebase, require, split_data_url, take};
 
@@ -37,19 +39,6 @@ struct WireFunction {
     description: Option<String>,
     #[serde(default)]
     parameters: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct WireToolCall {
-    id: String,
-    function: WireCallFunction,
-}
-
-#[derive(Deserialize)]
-struct WireCallFunction {
-    name: String,
-    #[serde(default)]
-    arguments: String,
 }
 
 /// Decodes a `POST /v1/chat/completions` body.
@@ -154,18 +143,7 @@ fn decode_message(
     let content_at = format!("{at}.content");
     match role.as_str() {
         "system" | "developer" => {
-            let parts = decode_content(content, &content_at)?;
-            let text: String = parts
-                .iter()
-                .filter_map(|p| {
-                    if let Part::Text(t) = p {
-                        Some(t.as_str())
-                    } else {
-                        None
-                    }
-                })
-                .collect();
-            system.push(text);
+            system.push(text_of(&decode_content(content, &content_at)?));
         }
         "user" => {
             let mut msg = Message::text(Role::User, "");
@@ -180,11 +158,7 @@ fn decode_message(
             msg.tool_calls = calls
                 .unwrap_or_default()
                 .into_iter()
-                .map(|c| ToolCall {
-                    id: c.id,
-                    name: c.function.name,
-                    arguments: c.function.arguments,
-                })
+                .map(ToolCall::from)
                 .collect();
             out.push(msg);
         }
@@ -443,17 +417,7 @@ fn encode_message(m: &Message) -> Value {
 /// anything with images becomes an array of parts.
 fn encode_content(parts: &[Part]) -> Value {
     if parts.iter().all(|p| matches!(p, Part::Text(_))) {
-        let text: String = parts
-            .iter()
-            .filter_map(|p| {
-                if let Part::Text(t) = p {
-                    Some(t.as_str())
-                } else {
-                    None
-                }
-            })
-            .collect();
-        return json!(text);
+        return json!(text_of(parts));
     }
     parts
         .iter()

@@ -71,6 +71,16 @@ pub(super) struct WireToolCall {
     pub function: WireFunctionCall,
 }
 
+impl From<WireToolCall> for ToolCall {
+    fn from(c: WireToolCall) -> Self {
+        ToolCall {
+            id: c.id,
+            name: c.function.name,
+            arguments: c.function.arguments,
+        }
+    }
+}
+
 fn function_type() -> String {
     "function".to_owned()
 }
@@ -128,11 +138,7 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
             .tool_calls
             .unwrap_or_default()
             .into_iter()
-            .map(|c| ToolCall {
-                id: c.id,
-                name: c.function.name,
-                arguments: c.function.arguments,
-            })
+            .map(ToolCall::from)
             .collect(),
         finish_reason,
         usage: wire.usage.map(Usage::from).unwrap_or_default(),

@@ -1,0 +1,99 @@
+//! The `keel` binary as a user runs it: `config check` reports problems
+//! with their location and its exit code says whether the config is usable;
+//! `serve` announces its address, answers, and exits cleanly on SIGTERM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KEEL: &str = env!("CARGO_BIN_EXE_keel");
+
+fn check(config: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keel.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(KEEL)
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn config_check_accepts_the_default_config() {
+    let repo_config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../keel.toml");
+    let out = Command::new(KEEL)
+        .args(["config", "check", repo_config])
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("OPENAI_API_KEY is not set"), "{stdout}");
+}
+
+#[test]
+fn config_check_reports_every_problem_with_its_location() {
+    let (ok, out) = check(
+        r#"
+        [server]
+        listen = "nowhere"
+        [providers.s]
+        kind = "sim"
+        faults = [{ rate = 0.5, fault = "status=200" }]
+        [models.m]
+        targets = [{ provider = "missing", model = "x" }]
+        "#,
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("server.listen"), "{out}");
+    assert!(out.contains("models.m.targets[0].provider"), "{out}");
+
+    // Problems only the simulator can see are reported too.
+    let (ok, out) =
+        check("[providers.s]\nkind = \"sim\"\nfaults = [{ rate = 0.5, fault = \"explode\" }]\n");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("providers.s") && out.contains("explode"),
+        "{out}"
+    );
+}
+
+#[test]
+fn serve_announces_its_address_and_stops_on_sigterm() {
+    let mut child = Command::new(KEEL)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "keel did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
