@@ -194,6 +194,41 @@ pub struct ChatResponse {
     pub usage: Usage,
 }
 
+impl ChatResponse {
+    /// The answer as a well-formed stream: `Start`, the text in one delta,
+    /// each tool call started and its arguments in one delta, `Finish`,
+    /// `Usage`, `Done`. Used where an upstream answered a stream request
+    /// with a whole body, and as the base of the simulator's streams.
+    pub fn to_events(&self) -> Vec<StreamEvent> {
+        let mut out = vec![StreamEvent::Start {
+            id: self.id.clone(),
+            model: self.model.clone(),
+            created: self.created,
+            input_tokens: Some(self.usage.input_tokens),
+        }];
+        if !self.text.is_empty() {
+            out.push(StreamEvent::TextDelta(self.text.clone()));
+        }
+        for (index, call) in (0_u32..).zip(&self.tool_calls) {
+            out.push(StreamEvent::ToolCallStart {
+                index,
+                id: call.id.clone(),
+                name: call.name.clone(),
+            });
+            if !call.arguments.is_empty() {
+                out.push(StreamEvent::ToolCallDelta {
+                    index,
+                    arguments: call.arguments.clone(),
+                });
+            }
+        }
+        out.push(StreamEvent::Finish(self.finish_reason));
+        out.push(StreamEvent::Usage(self.usage));
+        out.push(StreamEvent::Done);
+        out
+    }
+}
+
 /// One step of a streamed answer, in keel's own terms. A well-formed stream is
 /// `Start`, any number of deltas, `Finish`, optionally `Usage`, then `Done`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

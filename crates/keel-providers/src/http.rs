@@ -140,9 +140,31 @@ async fn send(up: &Upstream, request: reqwest::RequestBuilder) -> Result<reqwest
     Err(Error::upstream_status(&up.name, status.as_u16(), &message).with_retry_after(retry_after))
 }
 
-/// Turns an SSE response into internal events. The stream ends after
+/// Turns a streamed response into internal events. The stream ends after
 /// `Done`; a body that ends before it is an error, never a silent truncation.
-pub(crate) fn event_stream(up: &Upstream, response: reqwest::Response) -> EventStream {
+///
+/// Some OpenAI-compatible servers ignore `stream: true` and answer with one
+/// JSON body: that answer is decoded and replayed as a stream rather than
+/// failing a request that succeeded.
+pub(crate) async fn event_stream(
+    up: &Upstream,
+    response: reqwest::Response,
+) -> Result<EventStream, Error> {
+    let is_json = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if is_json {
+        let body = up.body(response).await?;
+        let decoded = match up.wire {
+            Wire::OpenAi => openai::decode_response(&body),
+            Wire::Anthropic => anthropic::decode_response(&body),
+        };
+        let answer = decoded.map_err(|e| Error::upstream_protocol(&up.name, e))?;
+        let events = answer.to_events().into_iter().map(Ok);
+        return Ok(futures::stream::iter(events).boxed());
+    }
     let state = StreamState {
         upstream: up.clone(),
         body: response.bytes_stream().boxed(),
@@ -154,11 +176,11 @@ pub(crate) fn event_stream(up: &Upstream, response: reqwest::Response) -> EventS
         pending: VecDeque::new(),
         finished: false,
     };
-    futures::stream::unfold(state, |mut s| async move {
+    Ok(futures::stream::unfold(state, |mut s| async move {
         let item = s.next().await?;
         Some((item, s))
     })
-    .boxed()
+    .boxed())
 }
 
 enum Decoder {

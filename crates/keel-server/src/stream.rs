@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use keel_core::{Error, EventStream};
-use keel_protocol::chat::{StreamEvent, Usage};
+use keel_protocol::chat::{FinishReason, StreamEvent, Usage};
 
 use crate::front::{Encoder, Front};
 use crate::pipeline::unix_now;
@@ -23,6 +23,10 @@ struct State {
     input_estimate: u32,
     /// Bytes of streamed text and tool arguments, for the output estimate.
     output_bytes: usize,
+    /// The upstream said why it stopped; if it did not, keel says it before
+    /// `Done` so every client sees a finish reason.
+    finished: bool,
+    saw_tool_call: bool,
 }
 
 pub(crate) fn respond(
@@ -39,6 +43,8 @@ pub(crate) fn respond(
         usage: None,
         input_estimate,
         output_bytes: 0,
+        finished: false,
+        saw_tool_call: false,
     };
     let body = futures::stream::unfold(state, |mut s| async move {
         let bytes = s.next_frame().await?;
@@ -63,6 +69,14 @@ impl State {
             self.record.as_ref()?;
             match self.events.next().await {
                 Some(Ok(StreamEvent::Done)) => {
+                    if !self.finished {
+                        let reason = if self.saw_tool_call {
+                            FinishReason::ToolCalls
+                        } else {
+                            FinishReason::Stop
+                        };
+                        self.encoder.event(&StreamEvent::Finish(reason), &mut out);
+                    }
                     let usage = self.final_usage();
                     self.encoder.event(&StreamEvent::Usage(usage), &mut out);
                     self.encoder.event(&StreamEvent::Done, &mut out);

@@ -61,38 +61,30 @@ impl Plan<ChatResponse> {
     /// in two deltas, `Finish`, `Usage`, `Done`. The deltas concatenate to
     /// the non-stream answer exactly.
     pub fn events(&self) -> Vec<StreamEvent> {
-        let r = &self.response;
-        let mut out = vec![StreamEvent::Start {
-            id: r.id.clone(),
-            model: r.model.clone(),
-            created: r.created,
-            input_tokens: Some(r.usage.input_tokens),
-        }];
-        out.extend(words::chunks(&r.text).map(|c| StreamEvent::TextDelta(c.to_owned())));
-        for (index, call) in (0_u32..).zip(&r.tool_calls) {
-            out.push(StreamEvent::ToolCallStart {
-                index,
-                id: call.id.clone(),
-                name: call.name.clone(),
-            });
-            let args = &call.arguments;
-            let mid = (0..=args.len() / 2)
-                .rev()
-                .find(|i| args.is_char_boundary(*i))
-                .unwrap_or(0);
-            for part in [&args[..mid], &args[mid..]] {
-                if !part.is_empty() {
-                    out.push(StreamEvent::ToolCallDelta {
-                        index,
-                        arguments: part.to_owned(),
-                    });
+        self.response
+            .to_events()
+            .into_iter()
+            .flat_map(|ev| match ev {
+                StreamEvent::TextDelta(text) => words::chunks(&text)
+                    .map(|c| StreamEvent::TextDelta(c.to_owned()))
+                    .collect(),
+                StreamEvent::ToolCallDelta { index, arguments } => {
+                    let mid = (0..=arguments.len() / 2)
+                        .rev()
+                        .find(|i| arguments.is_char_boundary(*i))
+                        .unwrap_or(0);
+                    [&arguments[..mid], &arguments[mid..]]
+                        .into_iter()
+                        .filter(|part| !part.is_empty())
+                        .map(|part| StreamEvent::ToolCallDelta {
+                            index,
+                            arguments: part.to_owned(),
+                        })
+                        .collect()
                 }
-            }
-        }
-        out.push(StreamEvent::Finish(r.finish_reason));
-        out.push(StreamEvent::Usage(r.usage));
-        out.push(StreamEvent::Done);
-        out
+                other => vec![other],
+            })
+            .collect()
     }
 
     /// The stream as the outcome shapes it: whole for `Reply`; `cut=N` keeps

@@ -42,12 +42,16 @@ pub fn encode_error(err: &WireError) -> Vec<u8> {
 }
 
 /// The message of an upstream's error body, if it is one; used to say what
-/// the upstream said without passing its raw body through.
+/// the upstream said without passing its raw body through. Besides OpenAI's
+/// `{"error": {"message"}}` it reads the shapes OpenAI-compatible servers
+/// use: `{"error": "…"}`, vLLM's `{"object": "error", "message"}` and
+/// FastAPI's `{"detail": "…"}`.
 pub fn decode_error_message(body: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let e = v.get("error")?;
-    e.get("message")
-        .and_then(serde_json::Value::as_str)
-        .or_else(|| e.as_str())
-        .map(str::to_owned)
+    use serde_json::Value;
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    text(v.pointer("/error/message"))
+        .or_else(|| text(v.get("error")))
+        .or_else(|| text(v.get("message")))
+        .or_else(|| text(v.get("detail")))
 }

@@ -58,7 +58,7 @@ impl Provider for Anthropic {
     ) -> Result<EventStream, Error> {
         req.stream = true;
         let response = self.up.send(self.messages_request(&req)).await?;
-        Ok(self.events(response))
+        self.events(response).await
     }
 
     async fn embed(

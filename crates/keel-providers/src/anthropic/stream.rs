@@ -1,12 +1,12 @@
 //! Streamed answers from the Anthropic API: `message_start` … `message_stop`.
 
-use keel_core::EventStream;
+use keel_core::{Error, EventStream};
 
 use super::client::Anthropic;
 use crate::http;
 
 impl Anthropic {
-    pub(super) fn events(&self, response: reqwest::Response) -> EventStream {
-        http::event_stream(&self.up, response)
+    pub(super) async fn events(&self, response: reqwest::Response) -> Result<EventStream, Error> {
+        http::event_stream(&self.up, response).await
     }
 }

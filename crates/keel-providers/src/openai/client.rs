@@ -58,7 +58,7 @@ impl Provider for OpenAi {
     ) -> Result<EventStream, Error> {
         req.stream = true;
         let response = self.up.send(self.chat_request(&req)).await?;
-        Ok(self.events(response))
+        self.events(response).await
     }
 
     async fn embed(

@@ -7,6 +7,7 @@
 mod errors;
 mod front_doors;
 mod headers;
+mod odd_upstreams;
 mod shutdown;
 mod streams;
 
