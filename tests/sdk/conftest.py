@@ -30,7 +30,7 @@ import httpx
 import openai
 import pytest
 
-from support import CLIENT_TIMEOUT, HOST, MISSING_KEY_ENV, Door, DOORS
+from sdk_support import CLIENT_TIMEOUT, DOORS, HOST, MISSING_KEY_ENV, SERVED_BY, Door
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -40,6 +40,7 @@ STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 MAX_BODY_BYTES = 65536
 LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 # Every process this session started, for shutdown and failure reports.
 _PROCESSES: list[KeelProcess] = []
@@ -52,6 +53,10 @@ def keel_bin() -> Path:
             f"keel binary not found at {path}: run `cargo build -p keel` or set KEEL_BIN"
         )
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    keel_bin()  # fail once, clearly, rather than in every test
 
 
 class KeelProcess:
@@ -109,23 +114,27 @@ class KeelProcess:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def stderr_tail(self, lines: int = 40) -> str:
+    def stderr_tail(self, lines: int = 15) -> str:
         try:
             text = self.stderr_path.read_text(errors="replace")
         except OSError:
             return "(no stderr)"
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join(ANSI.sub("", line) for line in text.splitlines()[-lines:])
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it has not exited within STOP_TIMEOUT."""
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL if it has not exited within STOP_TIMEOUT.
+
+        Returns the exit status of a graceful stop, None if it had to be killed.
+        """
         if self.proc.poll() is not None:
-            return
+            return self.proc.returncode
         self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(timeout=STOP_TIMEOUT)
+            return self.proc.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=STOP_TIMEOUT)
+            return None
 
 
 def gateway_config(sim_url: str) -> str:
@@ -184,7 +193,9 @@ def keel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeelProcess]:
         try:
             yield gateway
         finally:
-            gateway.stop()
+            status = gateway.stop()
+        # Checked last, so a failure here cannot leave a process behind.
+        assert status == 0, f"keel serve did not exit cleanly on SIGTERM ({status}):\n{gateway.stderr_tail()}"
     finally:
         sim.stop()
 
@@ -215,7 +226,7 @@ def http(base_url: str) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture(params=["sim", "via-openai", "via-anthropic"])
+@pytest.fixture(params=list(SERVED_BY))
 def model(request: pytest.FixtureRequest) -> str:
     """Every upstream kind: in process, OpenAI protocol, Anthropic protocol."""
     return request.param

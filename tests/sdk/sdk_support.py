@@ -6,9 +6,10 @@ Kept out of conftest.py so test modules can import them by name.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import anthropic
 import httpx
@@ -32,6 +33,8 @@ UPSTREAM_429 = "trigger:upstream-429"
 UPSTREAM_400 = "trigger:upstream-400"
 STREAM_CUT = "trigger:stream-cut"
 STREAM_ERROR = "trigger:stream-error"
+# Both break after three stream events: the start and two words.
+BROKEN_STREAM_PREFIX = "one two "
 SCRIPTED_TOOL = "trigger:scripted-tool"
 SCRIPTED_TOOL_CALL = ("lookup_order", {"order_id": 42, "express": True})
 SCRIPTED_JSON = "trigger:scripted-json"
@@ -39,6 +42,9 @@ SCRIPTED_JSON_VALUE = {"status": "shipped", "items": [1, 2]}
 SCRIPTED_REPLY = "trigger:scripted-reply"
 SCRIPTED_REPLY_TEXT = "The quick brown fox jumps over the lazy dog."
 SCRIPTED_RETRY_AFTER = "7"
+
+# What the tool-calling tests answer on the tool's behalf.
+TOOL_RESULT = "sunny and 21 degrees"
 
 # Tools, as one JSON Schema each, rendered per protocol below.
 WEATHER_SCHEMA = {
@@ -131,6 +137,16 @@ def openai_finish_reason(chunks: list[Any]) -> str | None:
 # --- Front doors, for what must hold identically at both --------------------
 
 
+def text_of(message: Any) -> str:
+    """The text of an Anthropic message."""
+    return "".join(b.text for b in message.content if b.type == "text")
+
+
+class Exchange(NamedTuple):
+    headers: httpx.Headers
+    text: str
+
+
 @dataclass(frozen=True)
 class Door:
     """A front door of keel: the protocol, its path, its SDK and its error shape."""
@@ -146,19 +162,45 @@ class Door:
             body["max_tokens"] = 64
         return body | extra
 
+    @property
+    def stop_param(self) -> str:
+        return "stop" if self.name == "openai" else "stop_sequences"
+
+    def _request(self, client: Any, model: str, text: str, extra: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """The SDK resource to call and its arguments, for one user turn."""
+        if self.name == "openai":
+            return client.chat.completions, dict(model=model, messages=user(text), **extra)
+        return client.messages, dict(model=model, max_tokens=64, messages=user(text), **extra)
+
+    def _pieces(self, parsed: Any, stream: bool) -> Iterator[str]:
+        """The text of a parsed response, or of a stream delta by delta."""
+        if not stream:
+            if self.name == "openai":
+                yield parsed.choices[0].message.content or ""
+            else:
+                yield text_of(parsed)
+            return
+        for item in parsed:
+            if self.name == "openai":
+                if item.choices and item.choices[0].delta.content:
+                    yield item.choices[0].delta.content
+            elif item.type == "content_block_delta" and item.delta.type == "text_delta":
+                yield item.delta.text
+
+    def exchange(self, client: Any, model: str, text: str, *, stream: bool = False, **extra: Any) -> Exchange:
+        """One chat turn through the SDK: the response headers and the whole text."""
+        resource, kwargs = self._request(client, model, text, extra)
+        with resource.with_streaming_response.create(stream=stream, **kwargs) as raw:
+            return Exchange(raw.headers, "".join(self._pieces(raw.parse(), stream)))
+
     def create(self, client: Any, model: str, text: str, *, stream: bool = False, **extra: Any) -> str:
         """One chat turn through the SDK; returns the text (a stream is read to the end)."""
-        if self.name == "openai":
-            resp = client.chat.completions.create(model=model, messages=user(text), stream=stream, **extra)
-            if stream:
-                return openai_stream_text(list(resp))
-            return resp.choices[0].message.content or ""
-        resp = client.messages.create(model=model, max_tokens=64, messages=user(text), stream=stream, **extra)
-        if stream:
-            return "".join(
-                e.delta.text for e in resp if e.type == "content_block_delta" and e.delta.type == "text_delta"
-            )
-        return "".join(b.text for b in resp.content if b.type == "text")
+        return self.exchange(client, model, text, stream=stream, **extra).text
+
+    def stream_text(self, client: Any, model: str, text: str, **extra: Any) -> Iterator[str]:
+        """One streamed chat turn through the SDK, yielding text deltas as they arrive."""
+        resource, kwargs = self._request(client, model, text, extra)
+        return self._pieces(resource.create(stream=True, **kwargs), stream=True)
 
     def error(self, response: httpx.Response) -> dict[str, Any]:
         """Asserts the body is this protocol's error shape; returns the inner error object."""
@@ -178,13 +220,19 @@ class Door:
         assert isinstance(err["message"], str) and err["message"], err
         return err
 
-    def error_type(self, status: int) -> str | None:
-        """The error `type` each protocol uses for a status, where it is fixed."""
+    def error_types(self, status: int) -> set[str] | None:
+        """The error `type`s this protocol allows for a status, where it fixes them."""
         if self.name == "openai":
-            return {400: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error",
-                    429: "rate_limit_error"}.get(status, "server_error" if status >= 500 else None)
-        return {400: "invalid_request_error", 404: "not_found_error", 413: "request_too_large",
-                429: "rate_limit_error", 502: "api_error", 503: "overloaded_error"}.get(status)
+            fixed = {400: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error",
+                     429: "rate_limit_error"}
+            if status >= 500:
+                return {"server_error"}
+        else:
+            fixed = {400: "invalid_request_error", 404: "not_found_error", 413: "request_too_large",
+                     429: "rate_limit_error"}
+            if status >= 500:
+                return {"api_error", "overloaded_error"}
+        return {fixed[status]} if status in fixed else None
 
 
 DOORS = [

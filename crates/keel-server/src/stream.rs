@@ -88,9 +88,22 @@ impl State {
                 Some(Ok(StreamEvent::Usage(u))) => self.usage = Some(u),
                 Some(Ok(mut ev)) => {
                     match &mut ev {
-                        StreamEvent::Start { created, .. } if *created == 0 => {
-                            *created = unix_now()
+                        StreamEvent::Start {
+                            created,
+                            input_tokens,
+                            ..
+                        } => {
+                            if *created == 0 {
+                                *created = unix_now();
+                            }
+                            // Upstreams that count input only at the end
+                            // (OpenAI) start with keel's estimate instead of 0.
+                            if input_tokens.is_none_or(|n| n == 0) {
+                                *input_tokens = Some(self.input_estimate);
+                            }
                         }
+                        StreamEvent::Finish(_) => self.finished = true,
+                        StreamEvent::ToolCallStart { .. } => self.saw_tool_call = true,
                         StreamEvent::TextDelta(t) => self.output_bytes += t.len(),
                         StreamEvent::ToolCallDelta { arguments, .. } => {
                             self.output_bytes += arguments.len()
