@@ -2,16 +2,19 @@
 # Start the LiteLLM proxy (peer gateway) on 127.0.0.1:PORT, offline, and wait
 # until it answers /health/liveliness (at most LITELLM_READY_TIMEOUT s, 90).
 #
-#   bench/peer/run-litellm.sh PORT UPSTREAM_PORT [FALLBACK_PORT]
+#   bench/peer/run-litellm.sh PORT NGINX_PORT UPSTREAM_PORT
 #
-# Model "bench" -> http://127.0.0.1:UPSTREAM_PORT/v1; "bench-fallback" -> the
-# same primary, falling back to FALLBACK_PORT (default UPSTREAM_PORT) on error.
+# The same aliases keel gets in the harness (bench/src/servers.rs):
+#   bench        -> http://127.0.0.1:NGINX_PORT/v1 (the fixed completion)
+#   bench-stream -> http://127.0.0.1:UPSTREAM_PORT/sse/v1 (the SSE upstream)
+#   bench-flaky  -> http://127.0.0.1:UPSTREAM_PORT/flaky/v1, falling back to
+#                   the nginx upstream on error
 # Clients send "Authorization: Bearer $LITELLM_MASTER_KEY" (default sk-bench).
 #
 # On success prints the proxy's PID (leader of its own process group) and
 # exits 0; it keeps running in the background. The PID is also written to
-# $LITELLM_PIDFILE. Stop it with stop-litellm.sh PORT (or `kill -- -PID`;
-# shutdown takes ~3-5 s). On timeout or early exit: kills the proxy,
+# $LITELLM_PIDFILE. Stop it with `kill -- -PID` (
+# shutdown takes ~3-5 s; keel-bench does it). On timeout or early exit: kills the proxy,
 # prints the log tail, exits 1.
 #
 # Knobs (env):
@@ -34,11 +37,11 @@
 # ~0.3 GB for 1 worker, and startup ~10 s vs ~5 s.
 set -euo pipefail
 
-if [[ $# -lt 2 || $# -gt 3 ]]; then
-  echo "usage: $0 PORT UPSTREAM_PORT [FALLBACK_PORT]" >&2
+if [[ $# -ne 3 ]]; then
+  echo "usage: $0 PORT NGINX_PORT UPSTREAM_PORT" >&2
   exit 2
 fi
-PORT=$1 UPSTREAM_PORT=$2 FALLBACK_PORT=${3:-$2}
+PORT=$1 NGINX_PORT=$2 UPSTREAM_PORT=$3
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -56,8 +59,9 @@ fi
 
 # --- environment: everything LiteLLM reads that matters offline -------------
 # Read by litellm.yaml (os.environ/NAME):
-export BENCH_PRIMARY_API_BASE="http://127.0.0.1:$UPSTREAM_PORT/v1"
-export BENCH_FALLBACK_API_BASE="http://127.0.0.1:$FALLBACK_PORT/v1"
+export BENCH_JSON_API_BASE="http://127.0.0.1:$NGINX_PORT/v1"
+export BENCH_SSE_API_BASE="http://127.0.0.1:$UPSTREAM_PORT/sse/v1"
+export BENCH_FLAKY_API_BASE="http://127.0.0.1:$UPSTREAM_PORT/flaky/v1"
 export LITELLM_MASTER_KEY=${LITELLM_MASTER_KEY:-sk-bench}
 # Use the cost map bundled in the wheel. Without it every process (each
 # worker too) GETs model_prices_and_context_window.json from

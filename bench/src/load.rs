@@ -141,9 +141,10 @@ async fn one(client: &HttpClient, shot: &Shot, stream: bool) -> Result<Timing, (
     let fut = async {
         let mut req = Request::post(shot.url.clone()).header(CONTENT_TYPE, "application/json");
         if let Some(b) = &shot.bearer
-            && let Ok(v) = HeaderValue::from_str(&format!("Bearer {b}")) {
-                req = req.header(AUTHORIZATION, v);
-            }
+            && let Ok(v) = HeaderValue::from_str(&format!("Bearer {b}"))
+        {
+            req = req.header(AUTHORIZATION, v);
+        }
         let req = req.body(Full::new(shot.body.clone())).map_err(|_| ())?;
         let resp = client.request(req).await.map_err(|_| ())?;
         if !resp.status().is_success() {

@@ -53,7 +53,10 @@ impl Report {
     pub fn markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "Machine: {}\n", self.machine);
-        let _ = writeln!(out, "Idle memory after start-up:\n");
+        let _ = writeln!(
+            out,
+            "CPU s: CPU time the gateway used during the point. Max RSS: the process's peak resident memory so far.\n\nIdle memory after start-up:\n"
+        );
         for (name, u) in &self.idle {
             let _ = writeln!(out, "- {name}: RSS {:.1} MB", u.rss_mb);
         }

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,24 +13,29 @@ use anyhow::{Context, bail};
 
 use crate::upstream::COMPLETION;
 
+/// A server under test: the leader of its own process group, stopped with
+/// the whole group when the handle drops.
 pub struct Server {
     pub addr: SocketAddr,
-    child: Child,
+    pid: u32,
+    /// Our child, when we started the leader ourselves (to reap it).
+    child: Option<Child>,
 }
 
 impl Server {
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = Command::new("kill")
-            .args(["-TERM", &format!("-{}", self.child.id())])
+            .args(["-TERM", &format!("-{}", self.pid)])
             .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.wait();
+        }
     }
 }
 
@@ -80,7 +85,11 @@ pub fn nginx(dir: &Path) -> anyhow::Result<Server> {
     let child = spawn(cmd)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_ready(addr, Duration::from_secs(10), "nginx")?;
-    Ok(Server { addr, child })
+    Ok(Server {
+        addr,
+        pid: child.id(),
+        child: Some(child),
+    })
 }
 
 /// keel on a generated config: `bench` → nginx, `bench-stream` → the SSE
@@ -128,23 +137,36 @@ targets = [{{ provider = "flaky", model = "bench-upstream" }}, {{ provider = "ng
         .strip_prefix("listening on http://")
         .with_context(|| format!("unexpected first line from keel: {line:?}"))?
         .parse()?;
-    Ok(Server { addr, child })
+    Ok(Server {
+        addr,
+        pid: child.id(),
+        child: Some(child),
+    })
 }
 
-/// LiteLLM proxy via `bench/peer/run-litellm.sh`, if its venv can be set up.
+/// LiteLLM proxy via `bench/peer/run-litellm.sh`, which starts it in its
+/// own process group, waits until it is live and prints its PID.
 pub fn litellm(repo: &Path, nginx: SocketAddr, upstream: SocketAddr) -> anyhow::Result<Server> {
     let port = free_port()?;
-    let script: PathBuf = repo.join("bench/peer/run-litellm.sh");
-    let mut cmd = Command::new("bash");
-    cmd.arg(&script)
+    let out = Command::new("bash")
+        .arg(repo.join("bench/peer/run-litellm.sh"))
         .arg(port.to_string())
         .arg(nginx.port().to_string())
         .arg(upstream.port().to_string())
         .current_dir(repo)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let child = spawn(cmd)?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_ready(addr, Duration::from_secs(180), "litellm")?;
-    Ok(Server { addr, child })
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run bench/peer/run-litellm.sh")?;
+    if !out.status.success() {
+        bail!("litellm did not start (see above); run with --no-peer to skip it");
+    }
+    let pid: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("run-litellm.sh did not print a PID")?;
+    Ok(Server {
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        pid,
+        child: None,
+    })
 }
