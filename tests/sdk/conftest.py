@@ -137,6 +137,9 @@ class KeelProcess:
             return None
 
 
+PLAIN = "max_retries = 0, breaker = { enabled = false }"
+
+
 def gateway_config(sim_url: str) -> str:
     script = str(SCRIPT).replace("\\", "\\\\")
     return f"""\
@@ -145,21 +148,29 @@ listen = "{HOST}:0"
 max_body_bytes = {MAX_BODY_BYTES}
 shutdown_grace = "1s"
 
+# Every provider: one call per request, no breaker. This suite checks what
+# the SDKs see for each upstream behaviour; retries and breakers would turn
+# a scripted 503 into a retried call or an open circuit (the Rust `chaos`
+# tests cover those).
+
 # The simulator in process.
 [providers.sim]
 kind = "sim"
 script = "{script}"
+resilience = {{ {PLAIN} }}
 
 # The `keel sim` HTTP upstream, over each protocol. No key: none is needed.
 [providers.up-openai]
 kind = "openai"
 base_url = "{sim_url}/v1"
 timeout = "5s"
+resilience = {{ {PLAIN} }}
 
 [providers.up-anthropic]
 kind = "anthropic"
 base_url = "{sim_url}"
 timeout = "5s"
+resilience = {{ {PLAIN} }}
 
 # Unavailable: its key variable is never set.
 [providers.keyless]

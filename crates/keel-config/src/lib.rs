@@ -35,6 +35,106 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long shutdown waits for in-flight requests (streams included).
     pub shutdown_grace: Duration,
+    /// Admission: requests in flight at once across the gateway, and the
+    /// bounded queue beyond them; past that requests are shed with 503.
+    pub admission: Admission,
+}
+
+/// A limit on requests in flight with a bounded wait queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admission {
+    /// Requests holding a permit at once (held until the response body ends).
+    pub max_in_flight: usize,
+    /// Requests that may wait for a permit; 0 sheds at once when full.
+    #[serde(default)]
+    pub queue: usize,
+    /// Longest a request waits in the queue before it is shed.
+    #[serde(default = "default_max_wait", with = "humantime_serde")]
+    pub max_wait: Duration,
+}
+
+fn default_max_wait() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// How keel treats one upstream: timeouts, retries, the retry budget, the
+/// circuit breaker and an optional cap on requests in flight to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Resilience {
+    /// Until the first byte of the upstream's answer (a stream's first
+    /// event; a whole body's headers).
+    #[serde(with = "humantime_serde")]
+    pub ttft_timeout: Duration,
+    /// Longest silence between two stream events.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Retries on this target after a retryable failure, before falling back.
+    pub max_retries: u32,
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Retry budget: retries may add at most this fraction of requests…
+    pub budget_ratio: f64,
+    /// …plus this many retries per second whatever the traffic.
+    pub budget_min_per_sec: u32,
+    #[serde(with = "humantime_serde")]
+    pub budget_window: Duration,
+    pub breaker: Breaker,
+    /// Requests in flight to this target at once; a full target is skipped.
+    pub max_in_flight: Option<usize>,
+}
+
+impl Default for Resilience {
+    fn default() -> Self {
+        Resilience {
+            ttft_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            max_retries: 1,
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(2),
+            budget_ratio: 0.2,
+            budget_min_per_sec: 1,
+            budget_window: Duration::from_secs(10),
+            breaker: Breaker::default(),
+            max_in_flight: None,
+        }
+    }
+}
+
+/// Circuit-breaker settings; see `keel_resilience::breaker`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Breaker {
+    pub enabled: bool,
+    /// Opens after this many failures in a row…
+    pub consecutive_failures: u32,
+    /// …or when this fraction of calls failed over `window`…
+    pub failure_ratio: f64,
+    /// …with at least this many calls in the window.
+    pub min_requests: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// How long it stays open before letting probes through.
+    #[serde(with = "humantime_serde")]
+    pub open_for: Duration,
+    pub half_open_probes: u32,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Breaker {
+            enabled: true,
+            consecutive_failures: 5,
+            failure_ratio: 0.5,
+            min_requests: 20,
+            window: Duration::from_secs(30),
+            open_for: Duration::from_secs(30),
+            half_open_probes: 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +144,7 @@ pub struct ProviderConfig {
     pub connect_timeout: Duration,
     /// Upper bound on one upstream call, streams included.
     pub timeout: Duration,
+    pub resilience: Resilience,
     /// `Err(reason)` when the provider cannot be used as configured (its key
     /// is not in the environment). Targets on it are skipped.
     pub availability: Result<(), String>,
@@ -104,11 +205,79 @@ pub struct FaultRule {
     pub fault: String,
 }
 
-/// A model alias: the name clients send, mapped to ordered targets.
+/// A model alias: the name clients send, mapped to an ordered fallback
+/// chain of targets.
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
     pub name: String,
-    pub targets: Vec<Target>,
+    /// Chain elements in order; a group balances load across its members.
+    pub chain: Vec<Link>,
+    /// Deadline for the whole request, every attempt included.
+    pub timeout: Duration,
+    /// Overrides the providers' `ttft_timeout` for this model.
+    pub ttft_timeout: Option<Duration>,
+    /// Which failures move on to the next link of the chain.
+    pub fallback_on: Vec<Trigger>,
+    /// What the client gets when every link failed.
+    pub on_failure: OnFailure,
+}
+
+impl ModelConfig {
+    /// Every target, in chain order.
+    pub fn targets(&self) -> impl Iterator<Item = &Target> {
+        self.chain.iter().flat_map(|l| match l {
+            Link::Single(t) => std::slice::from_ref(t),
+            Link::Group { members, .. } => members.as_slice(),
+        })
+    }
+}
+
+/// One element of a fallback chain.
+#[derive(Debug, Clone)]
+pub enum Link {
+    Single(Target),
+    /// Equivalent targets sharing the load; they fall back among themselves
+    /// before the chain moves on.
+    Group {
+        strategy: Balance,
+        members: Vec<Target>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    Weighted,
+    LeastInFlight,
+    LatencyEwma,
+}
+
+/// A failure class that may trigger fallback to the next link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// Connection errors, 5xx, broken streams, invalid responses.
+    Error,
+    Timeout,
+    /// The target's circuit breaker is open (or its in-flight cap is full).
+    OpenCircuit,
+    /// 429 from the upstream.
+    RateLimit,
+    /// The input is too long for the target (go to a larger-context one).
+    ContextLength,
+    /// The upstream refused on content policy.
+    ContentFilter,
+}
+
+/// Degradation when every link failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OnFailure {
+    /// The last error, typed, in the client's format (default).
+    Error,
+    /// The last good answer to the same request, marked stale; else the error.
+    Stale,
+    /// A fixed answer, marked degraded.
+    Static(String),
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +286,8 @@ pub struct Target {
     /// The model name the upstream knows.
     pub model: String,
     pub params: Params,
+    /// Share of traffic within a group.
+    pub weight: u32,
 }
 
 /// Default request parameters for a target, used where the client set none.

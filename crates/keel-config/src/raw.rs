@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::{FaultRule, Params};
+use crate::{Admission, Balance, FaultRule, Params, Resilience, Trigger};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +28,18 @@ pub(crate) struct RawServer {
     pub max_body_bytes: u64,
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    #[serde(default = "default_admission")]
+    pub admission: Admission,
+}
+
+/// Room for a busy gateway on one machine; past it, shed rather than queue
+/// without bound.
+fn default_admission() -> Admission {
+    Admission {
+        max_in_flight: 4096,
+        queue: 1024,
+        max_wait: Duration::from_secs(1),
+    }
 }
 
 impl Default for RawServer {
@@ -36,6 +48,7 @@ impl Default for RawServer {
             listen: default_listen(),
             max_body_bytes: default_max_body(),
             shutdown_grace: default_grace(),
+            admission: default_admission(),
         }
     }
 }
@@ -75,6 +88,9 @@ pub(crate) struct RawHttpProvider {
     pub connect_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
+    /// `[providers.NAME.resilience]`: timeouts, retries, budget, breaker.
+    #[serde(default)]
+    pub resilience: Resilience,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +103,9 @@ pub(crate) struct RawSim {
     pub faults: Vec<FaultRule>,
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
+    /// `[providers.NAME.resilience]`: timeouts, retries, budget, breaker.
+    #[serde(default)]
+    pub resilience: Resilience,
 }
 
 /// A secret is never written into the file: it names where to read it.
@@ -108,6 +127,20 @@ pub(crate) enum RawSecretOrValue {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawModel {
     pub targets: Vec<RawTarget>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub ttft_timeout: Option<Duration>,
+    #[serde(default)]
+    pub fallback_on: Option<Vec<Trigger>>,
+    /// `"error"` (default), `"stale"` or `"static"` (with `static_message`).
+    #[serde(default)]
+    pub on_failure: Option<String>,
+    #[serde(default)]
+    pub static_message: Option<String>,
+    /// How groups (targets sharing a `group` name) share load.
+    #[serde(default)]
+    pub balance: Option<Balance>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,4 +150,9 @@ pub(crate) struct RawTarget {
     pub model: String,
     #[serde(default)]
     pub params: Params,
+    /// Targets with the same group name form one load-balanced link.
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub weight: Option<u32>,
 }

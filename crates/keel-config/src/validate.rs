@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::raw::{RawConfig, RawHttpProvider, RawProvider, RawSecretOrValue};
+use crate::raw::{RawConfig, RawHttpProvider, RawModel, RawProvider, RawSecretOrValue};
 use crate::{
-    Config, ConfigError, HttpProvider, ModelConfig, Params, ProviderConfig, ProviderKind,
-    ServerConfig, SimConfig, Target,
+    Balance, Config, ConfigError, HttpProvider, Link, ModelConfig, OnFailure, Params,
+    ProviderConfig, ProviderKind, Resilience, ServerConfig, SimConfig, Target, Trigger,
 };
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,7 +86,14 @@ pub(crate) fn validate(
         listen,
         max_body_bytes: usize::try_from(raw.server.max_body_bytes).unwrap_or(usize::MAX),
         shutdown_grace: raw.server.shutdown_grace,
+        admission: raw.server.admission,
     };
+    if server.admission.max_in_flight == 0 {
+        issues.push(Issue::error(
+            "server.admission.max_in_flight",
+            "must be at least 1",
+        ));
+    }
 
     let mut providers = BTreeMap::new();
     for (name, provider) in raw.providers {
@@ -100,54 +107,8 @@ pub(crate) fn validate(
     let mut models = BTreeMap::new();
     for (name, model) in raw.models {
         let at = format!("models.{name}");
-        if model.targets.is_empty() {
-            issues.push(Issue::error(
-                format!("{at}.targets"),
-                "needs at least one target",
-            ));
-        }
-        let mut targets = Vec::new();
-        for (i, t) in model.targets.into_iter().enumerate() {
-            let tat = format!("{at}.targets[{i}]");
-            match providers.get(&t.provider) {
-                None => issues.push(Issue::error(
-                    format!("{tat}.provider"),
-                    format!("unknown provider `{}`", t.provider),
-                )),
-                Some(p) => {
-                    if let Err(why) = &p.availability {
-                        issues.push(Issue::warning(
-                            format!("{tat}.provider"),
-                            format!(
-                                "`{}` is unavailable ({why}); this target is skipped",
-                                t.provider
-                            ),
-                        ));
-                    }
-                }
-            }
-            if t.model.trim().is_empty() {
-                issues.push(Issue::error(format!("{tat}.model"), "must not be empty"));
-            }
-            check_params(&t.params, &format!("{tat}.params"), &mut issues);
-            targets.push(Target {
-                provider: t.provider,
-                model: t.model,
-                params: t.params,
-            });
-        }
-        let usable = targets.iter().any(|t| {
-            providers
-                .get(&t.provider)
-                .is_some_and(|p| p.availability.is_ok())
-        });
-        if !usable && !targets.is_empty() {
-            issues.push(Issue::warning(
-                at.clone(),
-                "no target is available: requests for this model get 503",
-            ));
-        }
-        models.insert(name.clone(), ModelConfig { name, targets });
+        let config = model_config(name.clone(), model, &at, &providers, &mut issues);
+        models.insert(name, config);
     }
     if models.is_empty() {
         issues.push(Issue::warning(
@@ -178,6 +139,11 @@ fn provider_config(
     issues: &mut Vec<Issue>,
 ) -> ProviderConfig {
     let mut availability = Ok(());
+    let resilience = match &raw {
+        RawProvider::OpenAi(h) | RawProvider::Anthropic(h) => h.resilience.clone(),
+        RawProvider::Sim(s) => s.resilience.clone(),
+    };
+    check_resilience(&resilience, &format!("{at}.resilience"), issues);
     let (kind, connect_timeout, timeout) = match raw {
         RawProvider::OpenAi(http) => {
             let (p, c, t) = http_provider(
@@ -238,7 +204,190 @@ fn provider_config(
         kind,
         connect_timeout,
         timeout,
+        resilience,
         availability,
+    }
+}
+
+/// The default model deadline: long generations take minutes.
+const DEFAULT_MODEL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Every failure class but content-filter refusals falls back by default:
+/// a refusal is usually the right answer, so moving on is opt-in.
+const DEFAULT_TRIGGERS: [Trigger; 5] = [
+    Trigger::Error,
+    Trigger::Timeout,
+    Trigger::OpenCircuit,
+    Trigger::RateLimit,
+    Trigger::ContextLength,
+];
+
+fn model_config(
+    name: String,
+    raw: RawModel,
+    at: &str,
+    providers: &BTreeMap<String, ProviderConfig>,
+    issues: &mut Vec<Issue>,
+) -> ModelConfig {
+    if raw.targets.is_empty() {
+        issues.push(Issue::error(
+            format!("{at}.targets"),
+            "needs at least one target",
+        ));
+    }
+    // Targets sharing a group name form one link, at the place of the first.
+    let mut chain: Vec<Link> = Vec::new();
+    let mut groups: Vec<(String, usize)> = Vec::new();
+    for (i, t) in raw.targets.into_iter().enumerate() {
+        let tat = format!("{at}.targets[{i}]");
+        match providers.get(&t.provider) {
+            None => issues.push(Issue::error(
+                format!("{tat}.provider"),
+                format!("unknown provider `{}`", t.provider),
+            )),
+            Some(p) => {
+                if let Err(why) = &p.availability {
+                    issues.push(Issue::warning(
+                        format!("{tat}.provider"),
+                        format!(
+                            "`{}` is unavailable ({why}); this target is skipped",
+                            t.provider
+                        ),
+                    ));
+                }
+            }
+        }
+        if t.model.trim().is_empty() {
+            issues.push(Issue::error(format!("{tat}.model"), "must not be empty"));
+        }
+        if t.weight == Some(0) {
+            issues.push(Issue::error(format!("{tat}.weight"), "must be at least 1"));
+        }
+        check_params(&t.params, &format!("{tat}.params"), issues);
+        let target = Target {
+            provider: t.provider,
+            model: t.model,
+            params: t.params,
+            weight: t.weight.unwrap_or(1).max(1),
+        };
+        match t.group {
+            None => chain.push(Link::Single(target)),
+            Some(g) => match groups.iter().find(|(name, _)| *name == g) {
+                Some((_, index)) => {
+                    if let Some(Link::Group { members, .. }) = chain.get_mut(*index) {
+                        members.push(target);
+                    }
+                }
+                None => {
+                    groups.push((g, chain.len()));
+                    chain.push(Link::Group {
+                        strategy: raw.balance.unwrap_or(Balance::LeastInFlight),
+                        members: vec![target],
+                    });
+                }
+            },
+        }
+    }
+    let on_failure = match (raw.on_failure.as_deref(), raw.static_message) {
+        (None | Some("error"), None) => OnFailure::Error,
+        (Some("stale"), None) => OnFailure::Stale,
+        (Some("static"), Some(message)) => OnFailure::Static(message),
+        (Some("static"), None) => {
+            issues.push(Issue::error(
+                format!("{at}.static_message"),
+                "required with on_failure = \"static\"",
+            ));
+            OnFailure::Error
+        }
+        (_, Some(_)) => {
+            issues.push(Issue::error(
+                format!("{at}.static_message"),
+                "only with on_failure = \"static\"",
+            ));
+            OnFailure::Error
+        }
+        (Some(other), None) => {
+            issues.push(Issue::error(
+                format!("{at}.on_failure"),
+                format!("`{other}` is not one of error, stale, static"),
+            ));
+            OnFailure::Error
+        }
+    };
+    for (what, d) in [("timeout", raw.timeout), ("ttft_timeout", raw.ttft_timeout)] {
+        if d.is_some_and(|d| d.is_zero()) {
+            issues.push(Issue::error(
+                format!("{at}.{what}"),
+                "must be greater than zero",
+            ));
+        }
+    }
+    let config = ModelConfig {
+        name,
+        chain,
+        timeout: raw.timeout.unwrap_or(DEFAULT_MODEL_TIMEOUT),
+        ttft_timeout: raw.ttft_timeout,
+        fallback_on: raw.fallback_on.unwrap_or_else(|| DEFAULT_TRIGGERS.to_vec()),
+        on_failure,
+    };
+    let usable = config.targets().any(|t| {
+        providers
+            .get(&t.provider)
+            .is_some_and(|p| p.availability.is_ok())
+    });
+    if !usable && !config.chain.is_empty() {
+        issues.push(Issue::warning(
+            at.to_owned(),
+            "no target is available: requests for this model get 503",
+        ));
+    }
+    config
+}
+
+fn check_resilience(r: &Resilience, at: &str, issues: &mut Vec<Issue>) {
+    for (what, d) in [
+        ("ttft_timeout", r.ttft_timeout),
+        ("idle_timeout", r.idle_timeout),
+        ("budget_window", r.budget_window),
+        ("breaker.window", r.breaker.window),
+        ("breaker.open_for", r.breaker.open_for),
+    ] {
+        if d.is_zero() {
+            issues.push(Issue::error(
+                format!("{at}.{what}"),
+                "must be greater than zero",
+            ));
+        }
+    }
+    if r.backoff_base > r.backoff_max {
+        issues.push(Issue::error(
+            format!("{at}.backoff_base"),
+            "must not exceed backoff_max",
+        ));
+    }
+    if !(0.0..=1.0).contains(&r.budget_ratio) {
+        issues.push(Issue::error(
+            format!("{at}.budget_ratio"),
+            "must be between 0 and 1",
+        ));
+    }
+    if !(r.breaker.failure_ratio > 0.0 && r.breaker.failure_ratio <= 1.0) {
+        issues.push(Issue::error(
+            format!("{at}.breaker.failure_ratio"),
+            "must be in (0, 1]",
+        ));
+    }
+    if r.breaker.half_open_probes == 0 {
+        issues.push(Issue::error(
+            format!("{at}.breaker.half_open_probes"),
+            "must be at least 1",
+        ));
+    }
+    if r.max_in_flight == Some(0) {
+        issues.push(Issue::error(
+            format!("{at}.max_in_flight"),
+            "must be at least 1",
+        ));
     }
 }
 
@@ -346,6 +495,7 @@ fn check_params(p: &Params, at: &str, issues: &mut Vec<Issue>) {
 mod tests {
     use super::*;
     use crate::Config;
+    use crate::{Balance, Link, OnFailure, Trigger};
 
     fn parse(text: &str, env: &[(&str, &str)]) -> Result<(Config, Vec<Issue>), ConfigError> {
         let env: Vec<(String, String)> = env
@@ -425,6 +575,100 @@ mod tests {
             err.issues
         );
         assert!(err.issues[0].message.contains("lisen"));
+    }
+
+    #[test]
+    fn chains_groups_triggers_and_degradation_are_read() {
+        let (config, _) = parse(
+            r#"
+            [providers.a]
+            kind = "sim"
+            [providers.a.resilience]
+            ttft_timeout = "2s"
+            breaker = { consecutive_failures = 3 }
+            [providers.b]
+            kind = "sim"
+            [models.m]
+            targets = [
+              { provider = "a", model = "x", group = "pool", weight = 3 },
+              { provider = "b", model = "y" },
+              { provider = "b", model = "z", group = "pool" },
+            ]
+            balance = "weighted"
+            timeout = "30s"
+            fallback_on = ["error", "content_filter"]
+            on_failure = "static"
+            static_message = "busy"
+            "#,
+            &[],
+        )
+        .unwrap();
+        let a = &config.providers["a"].resilience;
+        assert_eq!(a.ttft_timeout, Duration::from_secs(2));
+        assert_eq!(a.breaker.consecutive_failures, 3);
+        assert_eq!(
+            a.breaker.open_for,
+            Duration::from_secs(30),
+            "unset fields keep defaults"
+        );
+        let m = &config.models["m"];
+        assert_eq!(
+            m.chain.len(),
+            2,
+            "the group is one link, at its first member's place"
+        );
+        match &m.chain[0] {
+            Link::Group { strategy, members } => {
+                assert_eq!(*strategy, Balance::Weighted);
+                let names: Vec<(&str, u32)> = members
+                    .iter()
+                    .map(|t| (t.model.as_str(), t.weight))
+                    .collect();
+                assert_eq!(names, [("x", 3), ("z", 1)]);
+            }
+            other => panic!("expected a group, got {other:?}"),
+        }
+        assert_eq!(m.timeout, Duration::from_secs(30));
+        assert_eq!(m.fallback_on, [Trigger::Error, Trigger::ContentFilter]);
+        assert_eq!(m.on_failure, OnFailure::Static("busy".into()));
+        assert_eq!(m.targets().count(), 3);
+    }
+
+    #[test]
+    fn bad_reliability_settings_are_reported() {
+        let err = parse(
+            r#"
+            [server.admission]
+            max_in_flight = 0
+            [providers.a]
+            kind = "sim"
+            [providers.a.resilience]
+            budget_ratio = 2.0
+            backoff_base = "5s"
+            backoff_max = "1s"
+            [models.m]
+            targets = [{ provider = "a", model = "x", weight = 0 }]
+            on_failure = "static"
+            "#,
+            &[],
+        )
+        .unwrap_err();
+        let at: Vec<&str> = err
+            .issues
+            .iter()
+            .filter(|i| i.severity == Severity::Error)
+            .map(|i| i.location.as_str())
+            .collect();
+        assert_eq!(
+            at,
+            [
+                "server.admission.max_in_flight",
+                "providers.a.resilience.backoff_base",
+                "providers.a.resilience.budget_ratio",
+                "models.m.targets[0].weight",
+                "models.m.static_message",
+            ]
+        );
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub enum ErrorKind {
     RateLimited,
     /// No target can serve the request right now. 503.
     Unavailable,
+    /// keel is at its in-flight limit and the request was shed. 503.
+    Overloaded,
     /// An upstream did not answer in time. 504.
     Timeout,
     /// Could not connect to, or lost the connection to, the upstream. 502.
@@ -126,6 +128,27 @@ impl Error {
         )
     }
 
+    /// Shed at admission; `retry_after` tells the client when to come back.
+    pub fn overloaded(retry_after: Duration) -> Self {
+        Self::new(
+            ErrorKind::Overloaded,
+            Source::Internal,
+            true,
+            "keel is at its in-flight request limit; retry later".to_owned(),
+        )
+        .with_retry_after(Some(retry_after))
+    }
+
+    /// The request's deadline passed before an answer arrived.
+    pub fn deadline_exceeded(after: Duration, attempts: usize) -> Self {
+        Self::new(
+            ErrorKind::Timeout,
+            Source::Upstream,
+            false,
+            format!("deadline of {after:?} exceeded after {attempts} attempt(s)"),
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, Source::Internal, false, message.into())
     }
@@ -185,6 +208,11 @@ impl Error {
             format!("upstream `{provider}` sent an error event: {upstream_message}"),
         )
         .with_provider(provider)
+    }
+
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
     }
 
     pub fn with_param(mut self, param: impl Into<String>) -> Self {

@@ -22,6 +22,10 @@ pub type EventStream = BoxStream<'static, Result<StreamEvent, Error>>;
 #[derive(Debug, Clone, Default)]
 pub struct CallContext {
     pub request_id: String,
+    /// Longest wait for the first byte of the upstream's answer (response
+    /// headers; for the simulator, its pre-answer delays). `None`: no bound
+    /// beyond the provider's own timeout.
+    pub ttft: Option<std::time::Duration>,
     /// The client's `x-keel-sim-fault` header. Only the simulator reads it;
     /// HTTP providers never forward it.
     pub sim_fault: Option<String>,

@@ -47,9 +47,19 @@ impl Upstream {
         })
     }
 
-    /// Sends a request; on a non-success status, returns the typed upstream error.
-    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
-        send(self, request).await
+    /// Sends a request; on a non-success status, returns the typed upstream
+    /// error. `ttft` bounds the wait for the response headers.
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        ttft: Option<Duration>,
+    ) -> Result<reqwest::Response, Error> {
+        match ttft {
+            None => send(self, request).await,
+            Some(limit) => tokio::time::timeout(limit, send(self, request))
+                .await
+                .map_err(|_| Error::upstream_timeout(&self.name, limit))?,
+        }
     }
 
     /// Reads a whole (non-streamed) body.

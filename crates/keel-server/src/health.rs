@@ -19,9 +19,8 @@ pub(crate) async fn readyz(State(gw): State<Gateway>) -> Response {
         .models
         .values()
         .filter(|m| {
-            m.targets
-                .iter()
-                .any(|t| gw.inner.providers.contains_key(&t.provider))
+            m.targets()
+                .any(|t| gw.inner.upstreams.contains_key(&t.provider))
         })
         .count();
     let providers: Vec<_> = config
@@ -33,6 +32,7 @@ pub(crate) async fn readyz(State(gw): State<Gateway>) -> Response {
                 "kind": p.kind.as_str(),
                 "available": p.availability.is_ok(),
                 "reason": p.availability.clone().err(),
+                "breaker": gw.inner.upstreams.get(&p.name).and_then(|u| u.breaker.as_ref()).map(|b| b.snapshot()),
             })
         })
         .collect();

@@ -9,16 +9,19 @@
 //!
 //! Only this crate knows axum.
 
+mod attempt;
 mod body;
 mod error;
 mod front;
 mod health;
+mod held;
 mod models;
 mod pipeline;
 mod record;
 mod routes;
 mod serve;
 mod stack;
+mod stale;
 mod state;
 mod stream;
 

@@ -1,10 +1,16 @@
 //! The request lifecycle, phase by phase, for every front door:
 //!
-//! 1. **decode**: read the body under the size limit and parse the client's
+//! 1. **admit**: a permit from the gateway-wide in-flight limit, waiting in
+//!    a bounded queue at most `max_wait`, else shed with 503 + Retry-After.
+//!    It comes first so that shedding costs nothing (the body is not even
+//!    read), and the permit lives until the response body ends;
+//! 2. **decode**: read the body under the size limit and parse the client's
 //!    protocol into the internal model (`body.rs`, `front.rs`);
-//! 2. authenticate, 3. admit, 4. guard input, 5. cache: not yet built;
-//! 6. **route**: model alias → the first target whose provider is available;
-//! 7. **attempt**: call the upstream with the target's model and defaults;
+//! 3. authenticate, 4. guard input, 5. cache: not yet built;
+//! 6. **route**: model alias → its fallback chain and deadline;
+//! 7. **attempt**: the chain walked under timeouts, retries, budgets and
+//!    breakers (`attempt.rs`); when every target fails, the model's
+//!    degradation (`error`, `stale`, `static`);
 //! 8. validate output: not yet built;
 //! 9. **translate**: internal answer → the client's protocol, stream or not
 //!    (`front.rs`, `stream.rs`);
@@ -12,70 +18,130 @@
 //!
 //! Each phase ends the request with a typed [`Error`] when it fails.
 
-use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use keel_config::Target;
-use keel_core::{CallContext, Error, Provider};
-use keel_protocol::chat::{ChatRequest, ChatResponse, Usage};
+use futures::StreamExt;
+use keel_config::{ModelConfig, OnFailure};
+use keel_core::{CallContext, Error};
+use keel_protocol::chat::{ChatRequest, ChatResponse, FinishReason, Usage};
 use keel_protocol::{openai, tokens};
+use tokio::time::Instant;
 
+use crate::attempt::{self, Answer, Served};
 use crate::front::Front;
+use crate::held::{self, Held};
 use crate::record::Record;
 use crate::stack::REQUEST_ID;
+use crate::stale::StaleAnswers;
 use crate::state::Gateway;
 use crate::{body, stream};
 
 /// Which header carries the simulator's fault spec through to a `sim` provider.
 const SIM_FAULT: &str = "x-keel-sim-fault";
+/// A client may shorten (never lengthen) the model's deadline: `30s`, `500ms`, or seconds.
+const TIMEOUT_HEADER: &str = "x-keel-timeout";
 
 /// A chat request at either front door.
 pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Body) -> Response {
     let mut rec = Record::start(front, "chat", request_id(&headers));
     let ctx = context(&headers, &rec);
-    let (req, routed) = match decode_and_route(&gw, front, &headers, body, &mut rec).await {
-        Ok(x) => x,
+    // 1. admit
+    let permit = match gw.inner.admission.acquire().await {
+        Ok(p) => p,
+        Err(shed) => return failed(front, rec, &Error::overloaded(shed.retry_after)),
+    };
+    // 2. decode
+    let req = match decode(&gw, front, &headers, body).await {
+        Ok(r) => r,
         Err(e) => return failed(front, rec, &e),
     };
-    let input_estimate = tokens::estimate_request(&req);
+    rec.model.clone_from(&req.model);
+    rec.stream = req.stream;
+    // 6. route
+    let Some(model) = gw.config().models.get(&req.model) else {
+        return failed(front, rec, &Error::model_not_found(&req.model));
+    };
+    let deadline = deadline(&headers, model);
     // 7. attempt
-    if req.stream {
-        let include_usage = req.include_usage;
-        match routed.provider.chat_stream(req, &ctx).await {
-            Ok(events) => {
-                let mut response =
-                    stream::respond(front, events, rec, include_usage, input_estimate);
-                served_headers(&mut response, &routed);
-                response
+    let mut attempts = Vec::new();
+    let result = attempt::run(&gw, model, &req, &ctx, deadline, &mut attempts).await;
+    let count = attempts.len();
+    rec.attempts = attempts;
+    let input_estimate = tokens::estimate_request(&req);
+    let mut held: Held = vec![Box::new(permit)];
+    let (served, degraded) = match result {
+        Ok(served) => (served, None),
+        Err(e) => match degrade(&gw, model, &req, &rec) {
+            Some((served, how)) => (served, Some(how)),
+            None => return failed(front, rec, &e),
+        },
+    };
+    rec.provider = Some(served.provider.clone());
+    rec.upstream_model = Some(served.model.clone());
+    let mut names = vec![
+        ("x-keel-provider", served.provider.clone()),
+        ("x-keel-model", served.model.clone()),
+        ("x-keel-attempts", count.to_string()),
+    ];
+    if let Some(how) = degraded {
+        names.push(("x-keel-degraded", how.to_owned()));
+    }
+    held.extend(served.held);
+    // 9. translate
+    let mut response = match served.answer {
+        Answer::Full(mut resp) => {
+            fill_usage(&mut resp, input_estimate);
+            if model_keeps_stale(model) && degraded.is_none() {
+                gw.inner
+                    .stale
+                    .put(StaleAnswers::key(&model.name, &req), &resp);
             }
-            Err(e) => failed(front, rec, &e),
-        }
-    } else {
-        match routed.provider.chat(req, &ctx).await {
-            Ok(mut resp) => {
-                fill_usage(&mut resp, input_estimate);
-                if resp.created == 0 {
-                    resp.created = unix_now();
-                }
-                // 9. translate
-                let mut response = json(front.encode(&resp));
-                served_headers(&mut response, &routed);
+            if req.stream {
+                // A degraded answer to a stream request is still a stream.
+                let events = futures::stream::iter(resp.to_events().into_iter().map(Ok));
+                stream::respond(
+                    front,
+                    Box::pin(events),
+                    rec,
+                    req.include_usage,
+                    input_estimate,
+                    held,
+                )
+            } else {
                 rec.usage = resp.usage;
                 rec.ok();
-                response
+                json_holding(front.encode(&resp), held)
             }
-            Err(e) => failed(front, rec, &e),
         }
-    }
+        Answer::Stream(first, rest) => {
+            let events = futures::stream::once(async move { Ok(first) }).chain(rest);
+            stream::respond(
+                front,
+                Box::pin(events),
+                rec,
+                req.include_usage,
+                input_estimate,
+                held,
+            )
+        }
+    };
+    set_headers(&mut response, &names);
+    response
 }
 
-/// `POST /v1/embeddings` (OpenAI front door only).
+/// `POST /v1/embeddings` (OpenAI front door only): admitted like chat, sent
+/// to the first available target of the model's chain.
 pub(crate) async fn embeddings(gw: Gateway, headers: HeaderMap, body: Body) -> Response {
     let front = Front::OPENAI;
     let mut rec = Record::start(front, "embeddings", request_id(&headers));
     let ctx = context(&headers, &rec);
+    let permit = match gw.inner.admission.acquire().await {
+        Ok(p) => p,
+        Err(shed) => return failed(front, rec, &Error::overloaded(shed.retry_after)),
+    };
     let result = async {
         let bytes = body::read(&headers, body, gw.config().server.max_body_bytes).await?;
         let mut req = openai::decode_embeddings_request(&bytes).map_err(|e| {
@@ -83,113 +149,139 @@ pub(crate) async fn embeddings(gw: Gateway, headers: HeaderMap, body: Body) -> R
             e.param.map_or(err.clone(), |p| err.with_param(p))
         })?;
         rec.model.clone_from(&req.model);
-        let routed = route(&gw, &req.model)?;
-        rec.provider = Some(routed.provider_name.clone());
-        rec.upstream_model = Some(routed.target.model.clone());
+        let model = gw
+            .config()
+            .models
+            .get(&req.model)
+            .ok_or_else(|| Error::model_not_found(&req.model))?;
+        let (target, up) = model
+            .targets()
+            .find_map(|t| gw.inner.upstreams.get(&t.provider).map(|up| (t, up)))
+            .ok_or_else(|| {
+                Error::unavailable(format!(
+                    "no provider is available for model `{}`",
+                    model.name
+                ))
+            })?;
+        rec.provider = Some(target.provider.clone());
+        rec.upstream_model = Some(target.model.clone());
         let base64 = req.encoding_format.as_deref() == Some("base64");
         let estimate = req
             .input
             .iter()
             .map(|s| tokens::estimate(s))
             .fold(0, u32::saturating_add);
-        req.model.clone_from(&routed.target.model);
-        let mut resp = routed.provider.embed(req, &ctx).await?;
+        req.model.clone_from(&target.model);
+        let mut resp = up.provider.embed(req, &ctx).await?;
         if resp.input_tokens == 0 {
             resp.input_tokens = estimate;
         }
         if resp.model.is_empty() {
-            resp.model.clone_from(&routed.target.model);
+            resp.model.clone_from(&target.model);
         }
-        Ok::<_, Error>((resp, base64, routed))
+        Ok::<_, Error>((resp, base64, target.provider.clone(), target.model.clone()))
     }
     .await;
     match result {
-        Ok((resp, base64, routed)) => {
+        Ok((resp, base64, provider, upstream_model)) => {
             rec.usage = Usage {
                 input_tokens: resp.input_tokens,
                 output_tokens: 0,
             };
             rec.ok();
-            let mut response = json(openai::encode_embeddings_response(&resp, base64));
-            served_headers(&mut response, &routed);
+            let mut response = json_holding(
+                openai::encode_embeddings_response(&resp, base64),
+                vec![Box::new(permit)],
+            );
+            set_headers(
+                &mut response,
+                &[
+                    ("x-keel-provider", provider),
+                    ("x-keel-model", upstream_model),
+                ],
+            );
             response
         }
         Err(e) => failed(front, rec, &e),
     }
 }
 
-/// Phases 1 and 6: decode the body, resolve the model, apply the target.
-async fn decode_and_route(
+/// Phase 2: the body under the size limit, in the client's protocol.
+async fn decode(
     gw: &Gateway,
     front: Front,
     headers: &HeaderMap,
     body: Body,
-    rec: &mut Record,
-) -> Result<(ChatRequest, Routed), Error> {
-    // 1. decode
+) -> Result<ChatRequest, Error> {
     let bytes = body::read(headers, body, gw.config().server.max_body_bytes).await?;
-    let mut req = front.decode(&bytes)?;
-    rec.model.clone_from(&req.model);
-    rec.stream = req.stream;
-    // 6. route
-    let routed = route(gw, &req.model)?;
-    rec.provider = Some(routed.provider_name.clone());
-    rec.upstream_model = Some(routed.target.model.clone());
-    apply_target(&mut req, &routed.target);
-    Ok((req, routed))
+    front.decode(&bytes)
 }
 
-/// The target a request goes to.
-pub(crate) struct Routed {
-    pub provider_name: String,
-    pub provider: Arc<dyn Provider>,
-    pub target: Target,
+/// The model's deadline, shortened by the client's `x-keel-timeout` if it
+/// asked for less.
+fn deadline(headers: &HeaderMap, model: &ModelConfig) -> Instant {
+    let asked = headers
+        .get(TIMEOUT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_duration);
+    let timeout = asked.map_or(model.timeout, |a| a.min(model.timeout));
+    Instant::now() + timeout
 }
 
-/// The first target of the alias whose provider is available. Retries and
-/// fallback across targets belong to the reliability engine.
-fn route(gw: &Gateway, alias: &str) -> Result<Routed, Error> {
-    let model = gw
-        .config()
-        .models
-        .get(alias)
-        .ok_or_else(|| Error::model_not_found(alias))?;
-    for target in &model.targets {
-        if let Some(provider) = gw.inner.providers.get(&target.provider) {
-            return Ok(Routed {
-                provider_name: target.provider.clone(),
-                provider: Arc::clone(provider),
-                target: target.clone(),
-            });
-        }
-    }
-    let reasons: Vec<String> = model
-        .targets
-        .iter()
-        .map(|t| {
-            let why = gw
-                .config()
-                .providers
-                .get(&t.provider)
-                .and_then(|p| p.availability.clone().err())
-                .unwrap_or_else(|| "not configured".to_owned());
-            format!("`{}`: {why}", t.provider)
-        })
-        .collect();
-    Err(Error::unavailable(format!(
-        "no provider is available for model `{alias}` ({})",
-        reasons.join("; ")
-    )))
+/// `250ms`, `30s`, `1.5s` or a plain number of seconds.
+fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (number, scale) = if let Some(ms) = s.strip_suffix("ms") {
+        (ms, 0.001)
+    } else if let Some(secs) = s.strip_suffix('s') {
+        (secs, 1.0)
+    } else {
+        (s, 1.0)
+    };
+    let value: f64 = number.trim().parse().ok()?;
+    (value.is_finite() && value > 0.0)
+        .then(|| Duration::from_secs_f64((value * scale).min(86_400.0)))
 }
 
-/// The upstream's model name, and the target's defaults where the client
-/// set nothing.
-fn apply_target(req: &mut ChatRequest, target: &Target) {
-    req.model.clone_from(&target.model);
-    let p = &target.params;
-    req.max_tokens = req.max_tokens.or(p.max_tokens);
-    req.temperature = req.temperature.or(p.temperature);
-    req.top_p = req.top_p.or(p.top_p);
+fn model_keeps_stale(model: &ModelConfig) -> bool {
+    model.on_failure == OnFailure::Stale
+}
+
+/// Phase 7's last resort: the model's configured degradation.
+fn degrade(
+    gw: &Gateway,
+    model: &ModelConfig,
+    req: &ChatRequest,
+    rec: &Record,
+) -> Option<(Served, &'static str)> {
+    let (answer, how) = match &model.on_failure {
+        OnFailure::Error => return None,
+        OnFailure::Stale => (
+            gw.inner.stale.get(StaleAnswers::key(&model.name, req))?,
+            "stale",
+        ),
+        OnFailure::Static(message) => (
+            ChatResponse {
+                id: format!("keel-static-{}", rec.request_id()),
+                model: model.name.clone(),
+                created: unix_now(),
+                text: message.clone(),
+                tool_calls: Vec::new(),
+                finish_reason: FinishReason::Stop,
+                usage: Usage::default(),
+            },
+            "static",
+        ),
+    };
+    Some((
+        Served {
+            provider: "keel".to_owned(),
+            model: answer.model.clone(),
+            answer: Answer::Full(answer),
+            held: Vec::new(),
+        },
+        how,
+    ))
 }
 
 /// An upstream that reports no usage is billed by estimate, never at zero.
@@ -203,6 +295,9 @@ fn fill_usage(resp: &mut ChatResponse, input_estimate: u32) {
             .iter()
             .map(|c| tokens::estimate(&c.arguments));
         resp.usage.output_tokens = tokens::estimate(&resp.text).saturating_add(args.sum());
+    }
+    if resp.created == 0 {
+        resp.created = unix_now();
     }
 }
 
@@ -224,6 +319,7 @@ fn request_id(headers: &HeaderMap) -> String {
 fn context(headers: &HeaderMap, rec: &Record) -> CallContext {
     CallContext {
         request_id: rec.request_id().to_owned(),
+        ttft: None,
         sim_fault: headers
             .get(SIM_FAULT)
             .and_then(|v| v.to_str().ok())
@@ -236,17 +332,36 @@ fn failed(front: Front, rec: Record, err: &Error) -> Response {
     front.error_response(err)
 }
 
-fn json(body: Vec<u8>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+/// A JSON answer whose `held` values (permits) drop once it has been sent.
+fn json_holding(body: Vec<u8>, held: Held) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        held::body(body, held),
+    )
+        .into_response()
 }
 
-/// Names the provider and upstream model that served the request.
-fn served_headers(response: &mut Response, routed: &Routed) {
+fn set_headers(response: &mut Response, names: &[(&'static str, String)]) {
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&routed.provider_name) {
-        headers.insert("x-keel-provider", v);
+    for (name, value) in names {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(*name, v);
+        }
     }
-    if let Ok(v) = HeaderValue::from_str(&routed.target.model) {
-        headers.insert("x-keel-model", v);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn client_deadlines_parse_and_nonsense_is_ignored() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1.5"), Some(Duration::from_millis(1500)));
+        for bad in ["", "soon", "-1s", "0", "NaN", "inf"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
     }
 }

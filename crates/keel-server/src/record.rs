@@ -8,6 +8,7 @@ use std::time::Instant;
 use keel_core::Error;
 use keel_protocol::chat::Usage;
 
+use crate::attempt::Attempt;
 use crate::error;
 use crate::front::Front;
 
@@ -22,6 +23,7 @@ pub(crate) struct Record {
     pub provider: Option<String>,
     pub upstream_model: Option<String>,
     pub usage: Usage,
+    pub attempts: Vec<Attempt>,
     done: bool,
 }
 
@@ -37,6 +39,7 @@ impl Record {
             provider: None,
             upstream_model: None,
             usage: Usage::default(),
+            attempts: Vec::new(),
             done: false,
         }
     }
@@ -57,6 +60,21 @@ impl Record {
     fn emit(&mut self, status: u16, outcome: &str, error: Option<&str>) {
         self.done = true;
         let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        // provider/model:outcome:ms per attempt, in order.
+        let attempts = self
+            .attempts
+            .iter()
+            .map(|a| {
+                format!(
+                    "{}/{}:{}:{}",
+                    a.provider,
+                    a.model,
+                    a.outcome,
+                    a.latency.as_millis()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",");
         tracing::info!(
             target: "keel::request",
             request_id = %self.request_id,
@@ -72,6 +90,7 @@ impl Record {
             input_tokens = self.usage.input_tokens,
             output_tokens = self.usage.output_tokens,
             latency_ms,
+            attempts = %attempts,
             "request"
         );
     }

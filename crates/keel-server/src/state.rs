@@ -1,11 +1,19 @@
-//! The gateway's shared, read-only state: the validated config and the
-//! providers built from it once, at load.
+//! The gateway's shared state: the validated config, the providers built
+//! from it once at load, and the live reliability state around them
+//! (breakers, retry budgets, in-flight limits, load balancers, the last good
+//! answers kept for stale degradation).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use keel_config::Config;
+use keel_config::{Balance, Config, Link, Resilience};
 use keel_core::{Error, Provider};
+use keel_resilience::admission::{LimitConfig, Limiter};
+use keel_resilience::balance::{Group, Strategy};
+use keel_resilience::breaker::{Breaker, BreakerConfig};
+use keel_resilience::budget::{BudgetConfig, RetryBudget};
+
+use crate::stale::StaleAnswers;
 
 /// Everything a request needs, cheap to clone (one `Arc`).
 #[derive(Clone)]
@@ -15,22 +23,104 @@ pub struct Gateway {
 
 pub(crate) struct Inner {
     pub config: Config,
-    /// Built providers, by name. Unavailable ones (missing key) are absent.
-    pub providers: HashMap<String, Arc<dyn Provider>>,
+    /// Available providers by name (those whose key is set).
+    pub upstreams: HashMap<String, Upstream>,
+    /// Load balancers by (model alias, index of the group in its chain).
+    pub groups: HashMap<(String, usize), Group>,
+    /// The gateway-wide in-flight limit.
+    pub admission: Limiter,
+    pub stale: StaleAnswers,
+}
+
+/// One provider and the reliability state that guards it.
+pub(crate) struct Upstream {
+    pub provider: Arc<dyn Provider>,
+    pub breaker: Option<Breaker>,
+    pub budget: RetryBudget,
+    pub limiter: Option<Limiter>,
+    pub settings: Resilience,
 }
 
 impl Gateway {
-    /// Builds every available provider's client. Fails only on a provider
-    /// that cannot be built at all (a bug in the config's validation).
+    /// Builds every available provider's client and its reliability state.
+    /// Fails only on a provider that cannot be built at all.
     pub fn new(config: Config) -> Result<Self, Error> {
-        let mut providers = HashMap::new();
+        let mut upstreams = HashMap::new();
         for (name, p) in &config.providers {
-            if p.availability.is_ok() {
-                providers.insert(name.clone(), keel_providers::build(p)?);
+            if p.availability.is_err() {
+                continue;
+            }
+            let r = &p.resilience;
+            let breaker = r.breaker.enabled.then(|| {
+                Breaker::new(
+                    name.clone(),
+                    BreakerConfig {
+                        consecutive_failures: r.breaker.consecutive_failures,
+                        failure_ratio: r.breaker.failure_ratio,
+                        min_requests: r.breaker.min_requests,
+                        window: r.breaker.window,
+                        open_for: r.breaker.open_for,
+                        half_open_probes: r.breaker.half_open_probes,
+                    },
+                )
+            });
+            let budget = RetryBudget::new(BudgetConfig {
+                ratio: r.budget_ratio,
+                min_per_sec: r.budget_min_per_sec,
+                window: r.budget_window,
+            });
+            let limiter = r.max_in_flight.map(|max| {
+                Limiter::new(
+                    name.clone(),
+                    LimitConfig {
+                        max_in_flight: max,
+                        queue: 0,
+                        max_wait: std::time::Duration::ZERO,
+                    },
+                )
+            });
+            upstreams.insert(
+                name.clone(),
+                Upstream {
+                    provider: keel_providers::build(p)?,
+                    breaker,
+                    budget,
+                    limiter,
+                    settings: r.clone(),
+                },
+            );
+        }
+        let mut groups = HashMap::new();
+        for (alias, model) in &config.models {
+            for (i, link) in model.chain.iter().enumerate() {
+                if let Link::Group { strategy, members } = link {
+                    let strategy = match strategy {
+                        Balance::Weighted => Strategy::Weighted,
+                        Balance::LeastInFlight => Strategy::LeastInFlight,
+                        Balance::LatencyEwma => Strategy::LatencyEwma,
+                    };
+                    let weights = members.iter().map(|m| m.weight).collect();
+                    groups.insert((alias.clone(), i), Group::new(strategy, weights));
+                }
             }
         }
+        let a = &config.server.admission;
+        let admission = Limiter::new(
+            "gateway",
+            LimitConfig {
+                max_in_flight: a.max_in_flight,
+                queue: a.queue,
+                max_wait: a.max_wait,
+            },
+        );
         Ok(Gateway {
-            inner: Arc::new(Inner { config, providers }),
+            inner: Arc::new(Inner {
+                config,
+                upstreams,
+                groups,
+                admission,
+                stale: StaleAnswers::new(STALE_CAPACITY),
+            }),
         })
     }
 
@@ -38,3 +128,7 @@ impl Gateway {
         &self.inner.config
     }
 }
+
+/// Last good answers kept for `on_failure = "stale"`: enough for the hot
+/// requests of a busy service, bounded so memory stays flat.
+const STALE_CAPACITY: usize = 1024;

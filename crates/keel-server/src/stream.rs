@@ -11,11 +11,14 @@ use keel_core::{Error, EventStream};
 use keel_protocol::chat::{FinishReason, StreamEvent, Usage};
 
 use crate::front::{Encoder, Front};
+use crate::held::Held;
 use crate::pipeline::unix_now;
 use crate::record::Record;
 
 struct State {
     events: EventStream,
+    /// Permits and guards: released when the stream ends, not before.
+    _held: Held,
     encoder: Encoder,
     /// Taken when the stream ends; dropping it early records a disconnect.
     record: Option<Record>,
@@ -35,9 +38,11 @@ pub(crate) fn respond(
     record: Record,
     include_usage: bool,
     input_estimate: u32,
+    held: Held,
 ) -> Response {
     let state = State {
         events,
+        _held: held,
         encoder: front.encoder(include_usage),
         record: Some(record),
         usage: None,

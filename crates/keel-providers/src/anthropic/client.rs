@@ -44,9 +44,9 @@ impl Anthropic {
 
 #[async_trait]
 impl Provider for Anthropic {
-    async fn chat(&self, mut req: ChatRequest, _ctx: &CallContext) -> Result<ChatResponse, Error> {
+    async fn chat(&self, mut req: ChatRequest, ctx: &CallContext) -> Result<ChatResponse, Error> {
         req.stream = false;
-        let response = self.up.send(self.messages_request(&req)).await?;
+        let response = self.up.send(self.messages_request(&req), ctx.ttft).await?;
         let body = self.up.body(response).await?;
         self.chat_response(&body)
     }
@@ -54,10 +54,10 @@ impl Provider for Anthropic {
     async fn chat_stream(
         &self,
         mut req: ChatRequest,
-        _ctx: &CallContext,
+        ctx: &CallContext,
     ) -> Result<EventStream, Error> {
         req.stream = true;
-        let response = self.up.send(self.messages_request(&req)).await?;
+        let response = self.up.send(self.messages_request(&req), ctx.ttft).await?;
         self.events(response).await
     }
 

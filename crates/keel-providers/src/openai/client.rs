@@ -44,9 +44,9 @@ impl OpenAi {
 
 #[async_trait]
 impl Provider for OpenAi {
-    async fn chat(&self, mut req: ChatRequest, _ctx: &CallContext) -> Result<ChatResponse, Error> {
+    async fn chat(&self, mut req: ChatRequest, ctx: &CallContext) -> Result<ChatResponse, Error> {
         req.stream = false;
-        let response = self.up.send(self.chat_request(&req)).await?;
+        let response = self.up.send(self.chat_request(&req), ctx.ttft).await?;
         let body = self.up.body(response).await?;
         self.chat_response(&body)
     }
@@ -54,19 +54,22 @@ impl Provider for OpenAi {
     async fn chat_stream(
         &self,
         mut req: ChatRequest,
-        _ctx: &CallContext,
+        ctx: &CallContext,
     ) -> Result<EventStream, Error> {
         req.stream = true;
-        let response = self.up.send(self.chat_request(&req)).await?;
+        let response = self.up.send(self.chat_request(&req), ctx.ttft).await?;
         self.events(response).await
     }
 
     async fn embed(
         &self,
         req: EmbeddingsRequest,
-        _ctx: &CallContext,
+        ctx: &CallContext,
     ) -> Result<EmbeddingsResponse, Error> {
-        let response = self.up.send(self.embeddings_request(&req)).await?;
+        let response = self
+            .up
+            .send(self.embeddings_request(&req), ctx.ttft)
+            .await?;
         let body = self.up.body(response).await?;
         self.embeddings_response(&body)
     }

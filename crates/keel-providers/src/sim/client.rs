@@ -27,13 +27,18 @@ impl Sim {
 impl Provider for Sim {
     async fn chat(&self, req: ChatRequest, ctx: &CallContext) -> Result<ChatResponse, Error> {
         let plan = self.plan(&req, ctx)?;
-        self.before_headers(&plan.fault).await?;
-        self.respond(plan).await
+        // A whole answer's first byte is its body: `ttft` bounds all of it.
+        self.within_ttft(ctx, async {
+            self.before_headers(&plan.fault).await?;
+            self.respond(plan).await
+        })
+        .await
     }
 
     async fn chat_stream(&self, req: ChatRequest, ctx: &CallContext) -> Result<EventStream, Error> {
         let plan = self.plan(&req, ctx)?;
-        self.before_headers(&plan.fault).await?;
+        self.within_ttft(ctx, self.before_headers(&plan.fault))
+            .await?;
         Ok(self.events(plan))
     }
 
@@ -46,7 +51,10 @@ impl Provider for Sim {
             .sim
             .embed(&req, ctx.sim_fault.as_deref())
             .map_err(|e| self.plan_error(e))?;
-        self.before_headers(&plan.fault).await?;
-        self.respond_embeddings(plan).await
+        self.within_ttft(ctx, async {
+            self.before_headers(&plan.fault).await?;
+            self.respond_embeddings(plan).await
+        })
+        .await
     }
 }

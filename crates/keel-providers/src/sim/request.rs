@@ -26,6 +26,21 @@ impl Sim {
         }
     }
 
+    /// Bounds what happens before the first byte by `ctx.ttft`, as an HTTP
+    /// provider bounds the wait for response headers.
+    pub(super) async fn within_ttft<T>(
+        &self,
+        ctx: &CallContext,
+        work: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        match ctx.ttft {
+            None => work.await,
+            Some(limit) => tokio::time::timeout(limit, work)
+                .await
+                .map_err(|_| Error::upstream_timeout(&self.name, limit))?,
+        }
+    }
+
     pub(super) async fn before_headers(&self, fault: &Fault) -> Result<(), Error> {
         tokio::time::sleep(fault.latency).await;
         match fault.outcome {

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod chaos;
 mod errors;
 mod front_doors;
 mod headers;
@@ -27,6 +28,10 @@ pub struct Setup {
 
 pub const MODELS: [&str; 3] = ["sim", "via-openai", "via-anthropic"];
 
+/// These modules test protocols and error mapping, one call per request:
+/// no retries, no breaker (the `chaos` module tests those).
+const PLAIN: &str = "max_retries = 0, breaker = { enabled = false }";
+
 pub async fn setup() -> Setup {
     setup_with(SimConfig::default(), "").await
 }
@@ -39,12 +44,15 @@ pub async fn setup_with(upstream: SimConfig, extra: &str) -> Setup {
         {extra}
         [providers.sim]
         kind = "sim"
+        resilience = {{ {plain} }}
         [providers.up-openai]
         kind = "openai"
         base_url = "{url}/v1"
+        resilience = {{ {plain} }}
         [providers.up-anthropic]
         kind = "anthropic"
         base_url = "{url}"
+        resilience = {{ {plain} }}
         [providers.keyless]
         kind = "openai"
         api_key = {{ env = "KEEL_TEST_UNSET_KEY" }}
@@ -57,7 +65,8 @@ pub async fn setup_with(upstream: SimConfig, extra: &str) -> Setup {
         [models.keyless]
         targets = [{{ provider = "keyless", model = "gpt-4o" }}]
         "#,
-        url = sim_server.url()
+        url = sim_server.url(),
+        plain = PLAIN,
     );
     Setup {
         keel: keel_testkit::keel(&config).await,
