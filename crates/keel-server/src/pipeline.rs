@@ -76,7 +76,11 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
         Ok(served) => (served, None),
         Err(e) => match degrade(&gw, model, &req, &rec) {
             Some((served, how)) => (served, Some(how)),
-            None => return failed(front, rec, &e),
+            None => {
+                let mut response = failed(front, rec, &e);
+                set_headers(&mut response, &[("x-keel-attempts", count.to_string())]);
+                return response;
+            }
         },
     };
     rec.provider = Some(served.provider.clone());

@@ -530,3 +530,160 @@ async fn when_every_target_fails_the_model_degrades_as_configured() {
     .await;
     assert_eq!(ask(&plain, Door::OpenAi, "m", false, &[]).await.status, 502);
 }
+
+#[tokio::test]
+async fn a_group_shares_load_by_weight_and_an_unhealthy_member_drops_out() {
+    let a = switch_upstream(false).await;
+    let b = switch_upstream(false).await;
+    let keel = keel_testkit::keel(&format!(
+        r#"
+        [providers.a]
+        kind = "openai"
+        base_url = "{}"
+        resilience = {{ max_retries = 0, breaker = {{ consecutive_failures = 2, open_for = "60s" }} }}
+        [providers.b]
+        kind = "openai"
+        base_url = "{}"
+        [models.m]
+        balance = "weighted"
+        targets = [
+          {{ provider = "a", model = "x", group = "pool", weight = 1 }},
+          {{ provider = "b", model = "x", group = "pool", weight = 3 }},
+        ]
+        "#,
+        a.url, b.url
+    ))
+    .await;
+    for i in 0..200 {
+        assert_eq!(ask(&keel, DOORS[i % 2], "m", false, &[]).await.status, 200);
+    }
+    let (to_a, to_b) = (
+        a.requests.load(Ordering::SeqCst),
+        b.requests.load(Ordering::SeqCst),
+    );
+    assert_eq!(to_a + to_b, 200);
+    assert!((30..=70).contains(&to_a), "weight 1 of 4 got {to_a} of 200");
+    // A goes down: its calls fall back within the group, its breaker opens,
+    // and then it gets nothing.
+    a.down.store(true, Ordering::SeqCst);
+    for i in 0..100 {
+        let reply = ask(&keel, DOORS[i % 2], "m", false, &[]).await;
+        assert_eq!((reply.status, reply.provider.as_str()), (200, "b"));
+    }
+    assert!(
+        a.requests.load(Ordering::SeqCst) <= to_a + 2,
+        "an open member kept getting calls"
+    );
+}
+
+/// An OpenAI-compatible upstream that refuses every request with `status`
+/// and `message`, as real providers word it.
+async fn refusing_upstream(status: StatusCode, message: &'static str) -> String {
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move || async move {
+            let body = json!({"error": {"message": message, "type": "invalid_request_error", "code": null}});
+            (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn context_length_errors_go_to_the_larger_target_and_other_400s_do_not() {
+    let small = refusing_upstream(
+        StatusCode::BAD_REQUEST,
+        "This model's maximum context length is 8192 tokens",
+    )
+    .await;
+    let wrong = refusing_upstream(StatusCode::BAD_REQUEST, "Invalid value for 'temperature'").await;
+    let (large, large_sim) = keel_testkit::sim(SimConfig::default()).await;
+    let large = format!("{}/v1", large.url());
+    for door in DOORS {
+        let keel = chain(&small, &large, "", "").await;
+        let reply = ask(&keel, door, "m", false, &[]).await;
+        assert_eq!(
+            (reply.status, reply.provider.as_str(), reply.attempts),
+            (200, "b", 2),
+            "{}",
+            reply.body
+        );
+        // A request the upstream rejects for itself: no retry, no fallback.
+        let before = large_sim.stats().requests;
+        let keel = chain(&wrong, &large, "", "").await;
+        let reply = ask(&keel, door, "m", false, &[]).await;
+        assert_eq!((reply.status, reply.attempts), (400, 1), "{}", reply.body);
+        assert_eq!(
+            large_sim.stats().requests,
+            before,
+            "fell back on the client's own error"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stream_that_goes_quiet_ends_with_an_error_event_at_the_idle_timeout() {
+    let (a, _) = keel_testkit::sim(faulty("gap=2s", 1.0)).await;
+    let keel = keel_testkit::keel(&format!(
+        "[providers.a]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nresilience = {{ idle_timeout = \"200ms\" }}\n\
+         [models.m]\ntargets = [{{ provider = \"a\", model = \"x\" }}]\n",
+        a.url()
+    ))
+    .await;
+    for door in DOORS {
+        let started = Instant::now();
+        let reply = ask(&keel, door, "m", true, &[]).await;
+        assert_eq!(
+            reply.status, 200,
+            "the first event arrived: the stream was committed"
+        );
+        assert!(!stream_completed(door, &reply.body), "{}", reply.body);
+        assert!(
+            reply.body.contains("error"),
+            "no terminal error event: {}",
+            reply.body
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(2000),
+            "waited for the upstream, not the idle timeout"
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_request_outlives_its_deadline() {
+    let (a, _) = keel_testkit::sim(faulty("hang", 1.0)).await;
+    let keel = keel_testkit::keel(&format!(
+        "[providers.a]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nresilience = {{ breaker = {{ enabled = false }} }}\n\
+         [models.m]\ntargets = [{{ provider = \"a\", model = \"x\" }}]\ntimeout = \"400ms\"\n",
+        a.url()
+    ))
+    .await;
+    for door in DOORS {
+        for stream in [false, true] {
+            let started = Instant::now();
+            let reply = ask(&keel, door, "m", stream, &[]).await;
+            let took = started.elapsed();
+            assert_eq!(
+                reply.status, 504,
+                "{door:?} stream={stream}: {}",
+                reply.body
+            );
+            assert!(
+                took >= Duration::from_millis(400) && took < Duration::from_millis(400 + 300),
+                "{took:?}"
+            );
+        }
+        // The client may shorten it.
+        let started = Instant::now();
+        let reply = ask(&keel, door, "m", false, &[("x-keel-timeout", "150ms")]).await;
+        assert_eq!(reply.status, 504);
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "the client's shorter deadline was ignored"
+        );
+    }
+}
