@@ -69,6 +69,8 @@ pub enum State {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BreakerSnapshot {
     pub state: State,
+    /// Times the breaker has opened since start (a counter for metrics).
+    pub opened_total: u64,
     pub consecutive_failures: u32,
     pub window_requests: u64,
     pub window_failures: u64,
@@ -94,6 +96,7 @@ struct Inner {
     /// `total` = reported calls, `marked` = failures.
     window: Window,
     opened_at: Instant,
+    opened_total: u64,
     probes_in_flight: u32,
 }
 
@@ -112,6 +115,7 @@ impl Breaker {
             consecutive_failures: 0,
             window: Window::new(config.window, now),
             opened_at: now,
+            opened_total: 0,
             probes_in_flight: 0,
         };
         let shared = Shared {
@@ -160,6 +164,7 @@ impl Breaker {
             let counts = inner.window.sum(now);
             let snapshot = BreakerSnapshot {
                 state: inner.state,
+                opened_total: inner.opened_total,
                 consecutive_failures: inner.consecutive_failures,
                 window_requests: counts.total,
                 window_failures: counts.marked,
@@ -202,6 +207,7 @@ impl Inner {
 
     fn open(&mut self, now: Instant, why: String) -> Option<Transition> {
         self.opened_at = now;
+        self.opened_total += 1;
         Some(self.set(State::Open, why))
     }
 

@@ -15,6 +15,7 @@ mod error;
 mod front;
 mod health;
 mod held;
+mod metrics;
 mod models;
 mod pipeline;
 mod record;

@@ -11,7 +11,7 @@ use keel_core::Error;
 
 use crate::front::Front;
 use crate::state::Gateway;
-use crate::{health, models, pipeline, stack};
+use crate::{health, metrics, models, pipeline, stack};
 
 pub(crate) fn router(gw: Gateway) -> Router {
     let routes = Router::new()
@@ -22,6 +22,7 @@ pub(crate) fn router(gw: Gateway) -> Router {
         .route("/v1/models/{id}", get(models::get))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(gw);

@@ -123,6 +123,10 @@ async fn probe_success_closes_and_probe_failure_reopens() {
         (snapshot.consecutive_failures, snapshot.window_requests),
         (0, 0)
     );
+    assert_eq!(
+        snapshot.opened_total, 2,
+        "opened, then reopened by the failed probe"
+    );
     fail(&breaker, 2);
     assert_eq!(
         breaker.state(),
