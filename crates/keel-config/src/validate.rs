@@ -507,6 +507,14 @@ mod tests {
         })
     }
 
+    fn error_locations(err: &ConfigError) -> Vec<&str> {
+        err.issues
+            .iter()
+            .filter(|i| i.severity == Severity::Error)
+            .map(|i| i.location.as_str())
+            .collect()
+    }
+
     #[test]
     fn reports_every_problem_with_its_location() {
         let err = parse(
@@ -522,14 +530,8 @@ mod tests {
             &[],
         )
         .unwrap_err();
-        let locations: Vec<&str> = err
-            .issues
-            .iter()
-            .filter(|i| i.severity == Severity::Error)
-            .map(|i| i.location.as_str())
-            .collect();
         assert_eq!(
-            locations,
+            error_locations(&err),
             [
                 "server.listen",
                 "providers.o.base_url",
@@ -653,14 +655,8 @@ mod tests {
             &[],
         )
         .unwrap_err();
-        let at: Vec<&str> = err
-            .issues
-            .iter()
-            .filter(|i| i.severity == Severity::Error)
-            .map(|i| i.location.as_str())
-            .collect();
         assert_eq!(
-            at,
+            error_locations(&err),
             [
                 "server.admission.max_in_flight",
                 "providers.a.resilience.backoff_base",

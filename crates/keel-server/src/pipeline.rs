@@ -95,7 +95,7 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
     }
     held.extend(served.held);
     // 9. translate
-    let mut response = match served.answer {
+    let events: keel_core::EventStream = match served.answer {
         Answer::Full(mut resp) => {
             fill_usage(&mut resp, input_estimate);
             if model_keeps_stale(model) && degraded.is_none() {
@@ -103,35 +103,22 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
                     .stale
                     .put(StaleAnswers::key(&model.name, &req), &resp);
             }
-            if req.stream {
-                // A degraded answer to a stream request is still a stream.
-                let events = futures::stream::iter(resp.to_events().into_iter().map(Ok));
-                stream::respond(
-                    front,
-                    Box::pin(events),
-                    rec,
-                    req.include_usage,
-                    input_estimate,
-                    held,
-                )
-            } else {
+            if !req.stream {
                 rec.usage = resp.usage;
                 rec.ok();
-                json_holding(front.encode(&resp), held)
+                let mut response = json_holding(front.encode(&resp), held);
+                set_headers(&mut response, &names);
+                return response;
             }
+            // A degraded (or JSON-replayed) answer to a stream request is
+            // still a stream.
+            Box::pin(futures::stream::iter(resp.to_events().into_iter().map(Ok)))
         }
         Answer::Stream(first, rest) => {
-            let events = futures::stream::once(async move { Ok(first) }).chain(rest);
-            stream::respond(
-                front,
-                Box::pin(events),
-                rec,
-                req.include_usage,
-                input_estimate,
-                held,
-            )
+            Box::pin(futures::stream::once(async move { Ok(first) }).chain(rest))
         }
     };
+    let mut response = stream::respond(front, events, rec, req.include_usage, input_estimate, held);
     set_headers(&mut response, &names);
     response
 }
