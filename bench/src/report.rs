@@ -71,7 +71,7 @@ impl Report {
             if stream {
                 let _ = writeln!(
                     out,
-                    "| target | load | req/s | p50 ms | p99 ms | TTFT p50 | TTFT p99 | gap p50 | gap p99 | added TTFT p50 | added gap p50 | errors | CPU s | peak RSS MB |"
+                    "| target | load | req/s | p50 ms | p99 ms | TTFT p50 | TTFT p99 | gap p50 | gap p99 | added TTFT p50 | added gap p50 | errors | CPU s | max RSS MB |"
                 );
                 let _ = writeln!(
                     out,
@@ -80,7 +80,7 @@ impl Report {
             } else {
                 let _ = writeln!(
                     out,
-                    "| target | load | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | added p50 ms | added p99 ms | CPU s | peak RSS MB |"
+                    "| target | load | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | success % | added p50 ms | added p99 ms | CPU s | max RSS MB |"
                 );
                 let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
             }
@@ -116,7 +116,7 @@ impl Report {
                 } else {
                     let _ = writeln!(
                         out,
-                        "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} |",
+                        "| {} | {} | {:.0} | {} | {} | {} | {} | {:.2} | {} | {} | {:.1} | {:.1} |",
                         row.target,
                         row.load,
                         r.rps,
@@ -124,7 +124,7 @@ impl Report {
                         ms(r.p90_us),
                         ms(r.p99_us),
                         ms(r.p999_us),
-                        r.errors,
+                        100.0 * r.ok as f64 / (r.ok + r.errors).max(1) as f64,
                         added(|s| Some(s.p50_us)),
                         added(|s| Some(s.p99_us)),
                         row.usage.cpu_s,

@@ -112,6 +112,9 @@ base_url = "http://{upstream}/sse/v1"
 [providers.flaky]
 kind = "openai"
 base_url = "http://{upstream}/flaky/v1"
+# Like the peer's set-up (num_retries: 0): an error goes straight to the
+# fallback, one extra call per injected failure.
+resilience = {{ max_retries = 0 }}
 [models.bench]
 targets = [{{ provider = "nginx", model = "bench-upstream" }}]
 [models.bench-stream]
