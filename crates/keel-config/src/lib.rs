@@ -26,6 +26,89 @@ pub struct Config {
     pub server: ServerConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
+    pub functions: BTreeMap<String, FunctionConfig>,
+    pub workflows: BTreeMap<String, WorkflowConfig>,
+}
+
+/// A named sequence of function calls, each with its own validation and
+/// retry policy (its function's), inputs mapped from the workflow input and
+/// earlier outputs, and an optional condition.
+#[derive(Debug, Clone)]
+pub struct WorkflowConfig {
+    pub name: String,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub name: String,
+    pub function: String,
+    /// The step's input: each field a literal JSON value, or `{ from =
+    /// "/input/…" }` / `{ from = "/steps/NAME/output/…" }` (a JSON pointer
+    /// into the workflow input and earlier steps' outputs).
+    #[serde(default)]
+    pub input: serde_json::Map<String, serde_json::Value>,
+    /// A CEL condition over `input` (the workflow's) and `steps` (earlier
+    /// outputs by step name); the step is skipped when false.
+    #[serde(default)]
+    pub when: Option<String>,
+}
+
+/// A function: a named, typed LLM call. Its prompts are templates (read
+/// here, compiled by the server with `keel-policy`), its input and output
+/// JSON Schemas, and the rules its output must satisfy.
+#[derive(Debug, Clone)]
+pub struct FunctionConfig {
+    pub name: String,
+    /// The model alias (and so its fallback chain) to call.
+    pub model: String,
+    /// Explicit version label, recorded with a content hash of the prompts.
+    pub version: String,
+    pub system: Option<Prompt>,
+    pub user: Prompt,
+    pub input_schema: Option<serde_json::Value>,
+    /// `None`: free text output.
+    pub output_schema: Option<serde_json::Value>,
+    pub structured: Structured,
+    /// Re-asks on one target after an invalid output, before falling back.
+    pub max_reasks: u32,
+    pub invariants: Vec<Rule>,
+    pub forbidden: Vec<Rule>,
+}
+
+/// A prompt template: where it came from and its text.
+#[derive(Debug, Clone)]
+pub struct Prompt {
+    pub path: PathBuf,
+    pub source: String,
+}
+
+/// How a JSON function asks the provider for structured output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Structured {
+    /// `response_format: json_schema` (strict), which keel translates for
+    /// Anthropic upstreams into an instruction.
+    JsonSchema,
+    /// `response_format: json_object`, the schema stated in the prompt.
+    JsonObject,
+    /// Nothing beyond the prompt.
+    Prompt,
+}
+
+/// An invariant (must hold) or forbidden state (must never hold): a CEL
+/// expression over `output` and `input`, or a regex over the output's JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub name: String,
+    #[serde(default)]
+    pub expr: Option<String>,
+    #[serde(default)]
+    pub regex: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::{Admission, Balance, FaultRule, Params, Resilience, Trigger};
+use crate::{Admission, Balance, FaultRule, Params, Resilience, Rule, Step, Structured, Trigger};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +17,45 @@ pub(crate) struct RawConfig {
     pub providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
     pub models: BTreeMap<String, RawModel>,
+    #[serde(default)]
+    pub functions: BTreeMap<String, RawFunction>,
+    #[serde(default)]
+    pub workflows: BTreeMap<String, RawWorkflow>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWorkflow {
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFunction {
+    pub model: String,
+    #[serde(default)]
+    pub version: String,
+    /// Template files, relative to the config file.
+    pub system: Option<std::path::PathBuf>,
+    pub user: std::path::PathBuf,
+    /// A JSON Schema inline (a table) or a file path (a string).
+    pub input_schema: Option<RawSchema>,
+    pub output_schema: Option<RawSchema>,
+    #[serde(default)]
+    pub structured: Option<Structured>,
+    #[serde(default)]
+    pub max_reasks: Option<u32>,
+    #[serde(default)]
+    pub invariants: Vec<Rule>,
+    #[serde(default)]
+    pub forbidden: Vec<Rule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawSchema {
+    File(std::path::PathBuf),
+    Inline(serde_json::Value),
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,10 +9,13 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::raw::{RawConfig, RawHttpProvider, RawModel, RawProvider, RawSecretOrValue};
+use crate::raw::{
+    RawConfig, RawFunction, RawHttpProvider, RawModel, RawProvider, RawSchema, RawSecretOrValue,
+};
 use crate::{
-    Balance, Config, ConfigError, HttpProvider, Link, ModelConfig, OnFailure, Params,
-    ProviderConfig, ProviderKind, Resilience, ServerConfig, SimConfig, Target, Trigger,
+    Balance, Config, ConfigError, FunctionConfig, HttpProvider, Link, ModelConfig, OnFailure,
+    Params, Prompt, ProviderConfig, ProviderKind, Resilience, ServerConfig, SimConfig, Step,
+    Structured, Target, Trigger, WorkflowConfig,
 };
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -110,6 +113,26 @@ pub(crate) fn validate(
         let config = model_config(name.clone(), model, &at, &providers, &mut issues);
         models.insert(name, config);
     }
+    let mut functions = BTreeMap::new();
+    for (name, f) in raw.functions {
+        let at = format!("functions.{name}");
+        if let Some(config) = function_config(name.clone(), f, &at, base_dir, &models, &mut issues)
+        {
+            functions.insert(name, config);
+        }
+    }
+    let mut workflows = BTreeMap::new();
+    for (name, w) in raw.workflows {
+        let at = format!("workflows.{name}");
+        check_steps(&w.steps, &at, &functions, &mut issues);
+        workflows.insert(
+            name.clone(),
+            WorkflowConfig {
+                name,
+                steps: w.steps,
+            },
+        );
+    }
     if models.is_empty() {
         issues.push(Issue::warning(
             "models",
@@ -125,6 +148,8 @@ pub(crate) fn validate(
             server,
             providers,
             models,
+            functions,
+            workflows,
         },
         issues,
     ))
@@ -342,6 +367,147 @@ fn model_config(
         ));
     }
     config
+}
+
+/// Each step names a known function, a unique name, and inputs drawn only
+/// from the workflow input or steps before it.
+fn check_steps(
+    steps: &[Step],
+    at: &str,
+    functions: &BTreeMap<String, FunctionConfig>,
+    issues: &mut Vec<Issue>,
+) {
+    if steps.is_empty() {
+        issues.push(Issue::error(
+            format!("{at}.steps"),
+            "needs at least one step",
+        ));
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let sat = format!("{at}.steps[{i}]");
+        if !functions.contains_key(&step.function) {
+            issues.push(Issue::error(
+                format!("{sat}.function"),
+                format!("unknown function `{}`", step.function),
+            ));
+        }
+        if seen.contains(&step.name.as_str()) {
+            issues.push(Issue::error(
+                format!("{sat}.name"),
+                format!("duplicate step name `{}`", step.name),
+            ));
+        }
+        for (field, value) in &step.input {
+            let Some(from) = value.get("from").and_then(serde_json::Value::as_str) else {
+                continue;
+            };
+            let ok = from == "/input"
+                || from.starts_with("/input/")
+                || seen.iter().any(|s| {
+                    from == format!("/steps/{s}/output")
+                        || from.starts_with(&format!("/steps/{s}/output/"))
+                });
+            if !ok {
+                issues.push(Issue::error(
+                    format!("{sat}.input.{field}"),
+                    format!("`{from}` must point into /input or /steps/<an earlier step>/output"),
+                ));
+            }
+        }
+        seen.push(&step.name);
+    }
+}
+
+/// Two re-asks: enough for a model to fix what it was told, few enough that
+/// a model that cannot do it moves on to the next target quickly.
+const DEFAULT_MAX_REASKS: u32 = 2;
+
+fn function_config(
+    name: String,
+    raw: RawFunction,
+    at: &str,
+    base_dir: &Path,
+    models: &BTreeMap<String, ModelConfig>,
+    issues: &mut Vec<Issue>,
+) -> Option<FunctionConfig> {
+    if !models.contains_key(&raw.model) {
+        issues.push(Issue::error(
+            format!("{at}.model"),
+            format!("unknown model `{}`", raw.model),
+        ));
+    }
+    let mut read = |path: &Path, what: &str| -> Option<Prompt> {
+        let full = base_dir.join(path);
+        match std::fs::read_to_string(&full) {
+            Ok(source) => Some(Prompt { path: full, source }),
+            Err(e) => {
+                issues.push(Issue::error(
+                    format!("{at}.{what}"),
+                    format!("cannot read {}: {e}", full.display()),
+                ));
+                None
+            }
+        }
+    };
+    let system = match &raw.system {
+        Some(p) => Some(read(p, "system")?),
+        None => None,
+    };
+    let user = read(&raw.user, "user")?;
+    let mut schema = |s: Option<RawSchema>, what: &str| -> Option<serde_json::Value> {
+        match s? {
+            RawSchema::Inline(v) => Some(v),
+            RawSchema::File(p) => {
+                let full = base_dir.join(p);
+                let text = std::fs::read_to_string(&full)
+                    .map_err(|e| format!("cannot read {}: {e}", full.display()))
+                    .and_then(|t| {
+                        serde_json::from_str(&t)
+                            .map_err(|e| format!("{}: not JSON: {e}", full.display()))
+                    });
+                match text {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        issues.push(Issue::error(format!("{at}.{what}"), e));
+                        None
+                    }
+                }
+            }
+        }
+    };
+    let input_schema = schema(raw.input_schema, "input_schema");
+    let output_schema = schema(raw.output_schema, "output_schema");
+    for (kind, rules) in [
+        ("invariants", &raw.invariants),
+        ("forbidden", &raw.forbidden),
+    ] {
+        for (i, r) in rules.iter().enumerate() {
+            if r.expr.is_some() == r.regex.is_some() {
+                issues.push(Issue::error(
+                    format!("{at}.{kind}[{i}]"),
+                    "needs exactly one of expr, regex",
+                ));
+            }
+        }
+    }
+    Some(FunctionConfig {
+        name,
+        model: raw.model,
+        version: raw.version,
+        system,
+        user,
+        structured: raw.structured.unwrap_or(if output_schema.is_some() {
+            Structured::JsonSchema
+        } else {
+            Structured::Prompt
+        }),
+        input_schema,
+        output_schema,
+        max_reasks: raw.max_reasks.unwrap_or(DEFAULT_MAX_REASKS),
+        invariants: raw.invariants,
+        forbidden: raw.forbidden,
+    })
 }
 
 fn check_resilience(r: &Resilience, at: &str, issues: &mut Vec<Issue>) {

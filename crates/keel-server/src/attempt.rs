@@ -41,6 +41,9 @@ pub(crate) enum Answer {
 pub(crate) struct Served {
     pub provider: String,
     pub model: String,
+    /// Which link of the chain served (a function's invalid output falls
+    /// back to the links after it).
+    pub link: usize,
     pub answer: Answer,
     pub held: Vec<Box<dyn Any + Send>>,
 }
@@ -49,18 +52,19 @@ pub(crate) struct Served {
 /// this, fall back (or fail) instead of waiting.
 const MIN_ATTEMPT: Duration = Duration::from_millis(50);
 
-/// Runs the chain. On failure returns the last error. `attempts` is filled
-/// either way.
+/// Runs the chain from link `from` on. On failure returns the last error.
+/// `attempts` is filled either way.
 pub(crate) async fn run(
     gw: &Gateway,
     model: &ModelConfig,
     req: &ChatRequest,
     ctx: &CallContext,
     deadline: Instant,
+    from: usize,
     attempts: &mut Vec<Attempt>,
 ) -> Result<Served, Error> {
     let mut last: Option<Error> = None;
-    for (index, link) in model.chain.iter().enumerate() {
+    for (index, link) in model.chain.iter().enumerate().skip(from) {
         let (members, group) = match link {
             Link::Single(t) => (vec![t], None),
             Link::Group { members, .. } => {
@@ -103,6 +107,7 @@ pub(crate) async fn run(
             });
             match try_target(up, target, model, req, ctx, deadline, attempts).await {
                 Ok(mut served) => {
+                    served.link = index;
                     if let Some(guard) = guard {
                         match &served.answer {
                             // A whole answer: the call is over, its latency
@@ -243,6 +248,7 @@ async fn try_target(
                 return Ok(Served {
                     provider: target.provider.clone(),
                     model: target.model.clone(),
+                    link: 0,
                     answer,
                     held,
                 });

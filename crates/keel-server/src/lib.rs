@@ -13,6 +13,7 @@ mod attempt;
 mod body;
 mod error;
 mod front;
+mod functions;
 mod health;
 mod held;
 mod metrics;
@@ -25,6 +26,23 @@ mod stack;
 mod stale;
 mod state;
 mod stream;
+mod workflows;
 
+pub use functions::{FunctionError, FunctionOutput, Meta as FunctionMeta};
 pub use serve::serve;
 pub use state::Gateway;
+
+impl Gateway {
+    /// Calls a configured function in process (what `keel call` does).
+    pub async fn call_function(
+        &self,
+        name: &str,
+        input: serde_json::Value,
+    ) -> Result<FunctionOutput, FunctionError> {
+        let ctx = keel_core::CallContext {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            ..keel_core::CallContext::default()
+        };
+        functions::call(self, name, input, &ctx, &axum::http::HeaderMap::new()).await
+    }
+}

@@ -67,7 +67,7 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
     let deadline = deadline(&headers, model);
     // 7. attempt
     let mut attempts = Vec::new();
-    let result = attempt::run(&gw, model, &req, &ctx, deadline, &mut attempts).await;
+    let result = attempt::run(&gw, model, &req, &ctx, deadline, 0, &mut attempts).await;
     let count = attempts.len();
     rec.attempts = attempts;
     let input_estimate = tokens::estimate_request(&req);
@@ -210,7 +210,7 @@ async fn decode(
 
 /// The model's deadline, shortened by the client's `x-keel-timeout` if it
 /// asked for less.
-fn deadline(headers: &HeaderMap, model: &ModelConfig) -> Instant {
+pub(crate) fn deadline(headers: &HeaderMap, model: &ModelConfig) -> Instant {
     let asked = headers
         .get(TIMEOUT_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -268,6 +268,7 @@ fn degrade(
         Served {
             provider: "keel".to_owned(),
             model: answer.model.clone(),
+            link: 0,
             answer: Answer::Full(answer),
             held: Vec::new(),
         },
@@ -276,7 +277,7 @@ fn degrade(
 }
 
 /// An upstream that reports no usage is billed by estimate, never at zero.
-fn fill_usage(resp: &mut ChatResponse, input_estimate: u32) {
+pub(crate) fn fill_usage(resp: &mut ChatResponse, input_estimate: u32) {
     if resp.usage.input_tokens == 0 {
         resp.usage.input_tokens = input_estimate;
     }
@@ -299,7 +300,7 @@ pub(crate) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn request_id(headers: &HeaderMap) -> String {
+pub(crate) fn request_id(headers: &HeaderMap) -> String {
     headers
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
@@ -307,7 +308,7 @@ fn request_id(headers: &HeaderMap) -> String {
         .to_owned()
 }
 
-fn context(headers: &HeaderMap, rec: &Record) -> CallContext {
+pub(crate) fn context(headers: &HeaderMap, rec: &Record) -> CallContext {
     CallContext {
         request_id: rec.request_id().to_owned(),
         ttft: None,
@@ -318,13 +319,13 @@ fn context(headers: &HeaderMap, rec: &Record) -> CallContext {
     }
 }
 
-fn failed(front: Front, rec: Record, err: &Error) -> Response {
+pub(crate) fn failed(front: Front, rec: Record, err: &Error) -> Response {
     rec.fail(err);
     front.error_response(err)
 }
 
 /// A JSON answer whose `held` values (permits) drop once it has been sent.
-fn json_holding(body: Vec<u8>, held: Held) -> Response {
+pub(crate) fn json_holding(body: Vec<u8>, held: Held) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         held::body(body, held),
@@ -332,7 +333,7 @@ fn json_holding(body: Vec<u8>, held: Held) -> Response {
         .into_response()
 }
 
-fn set_headers(response: &mut Response, names: &[(&'static str, String)]) {
+pub(crate) fn set_headers(response: &mut Response, names: &[(&'static str, String)]) {
     let headers = response.headers_mut();
     for (name, value) in names {
         if let Ok(v) = HeaderValue::from_str(value) {

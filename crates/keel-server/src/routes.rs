@@ -11,13 +11,15 @@ use keel_core::Error;
 
 use crate::front::Front;
 use crate::state::Gateway;
-use crate::{health, metrics, models, pipeline, stack};
+use crate::{functions, health, metrics, models, pipeline, stack, workflows};
 
 pub(crate) fn router(gw: Gateway) -> Router {
     let routes = Router::new()
         .route("/v1/chat/completions", post(openai_chat))
         .route("/v1/messages", post(anthropic_messages))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/functions/{name}", post(functions::invoke))
+        .route("/v1/workflows/{name}", post(workflows::invoke))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
         .route("/healthz", get(health::healthz))

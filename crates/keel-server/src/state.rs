@@ -13,7 +13,9 @@ use keel_resilience::balance::{Group, Strategy};
 use keel_resilience::breaker::{Breaker, BreakerConfig};
 use keel_resilience::budget::{BudgetConfig, RetryBudget};
 
+use crate::functions::Function;
 use crate::stale::StaleAnswers;
+use crate::workflows::Workflow;
 
 /// Everything a request needs, cheap to clone (one `Arc`).
 #[derive(Clone)]
@@ -30,6 +32,9 @@ pub(crate) struct Inner {
     /// The gateway-wide in-flight limit.
     pub admission: Limiter,
     pub stale: StaleAnswers,
+    /// Functions, compiled once (templates, schemas, rules).
+    pub functions: HashMap<String, Function>,
+    pub workflows: HashMap<String, Workflow>,
 }
 
 /// One provider and the reliability state that guards it.
@@ -113,8 +118,18 @@ impl Gateway {
                 max_wait: a.max_wait,
             },
         );
+        let mut functions = HashMap::new();
+        for (name, f) in &config.functions {
+            functions.insert(name.clone(), Function::compile(f).map_err(Error::internal)?);
+        }
+        let mut workflows = HashMap::new();
+        for (name, w) in &config.workflows {
+            workflows.insert(name.clone(), Workflow::compile(w).map_err(Error::internal)?);
+        }
         Ok(Gateway {
             inner: Arc::new(Inner {
+                functions,
+                workflows,
                 config,
                 upstreams,
                 groups,

@@ -57,6 +57,17 @@ enum Command {
         #[arg(long = "fault", value_parser = parse_fault_rule)]
         faults: Vec<FaultRule>,
     },
+    /// Call a configured function in process and print its output and meta.
+    Call {
+        /// The function's name.
+        function: String,
+        /// The function's input, as JSON.
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// Config file. Default: ./keel.toml if present, else the built-in default.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -92,6 +103,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: ConfigCommand::Check { path },
         } => Ok(check(&path)),
         Command::Serve { config, listen } => runtime()?.block_on(serve(config, listen)),
+        Command::Call {
+            function,
+            input,
+            config,
+        } => runtime()?.block_on(call(config, &function, &input)),
         Command::Sim {
             host,
             port,
@@ -141,6 +157,14 @@ fn check(path: &Path) -> ExitCode {
             issues.push(Issue::error(format!("providers.{}", p.name), e.to_string()));
         }
     }
+    // Templates, schemas and rules compile only in the gateway: build it to
+    // report their errors too.
+    let clean = issues.iter().all(|i| i.severity != Severity::Error);
+    if let (Some(config), true) = (config, clean)
+        && let Err(e) = keel_server::Gateway::new(config)
+    {
+        issues.push(Issue::error("functions", e.message));
+    }
     let errors = issues
         .iter()
         .filter(|i| i.severity == Severity::Error)
@@ -182,6 +206,45 @@ async fn serve(
     keel_server::serve(gateway, listener, shutdown_signal()).await?;
     tracing::info!("keel stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exit codes of `keel call`: 2 input invalid, 3 output invalid after every
+/// re-ask and fallback, 1 anything else.
+async fn call(
+    config_path: Option<PathBuf>,
+    function: &str,
+    input: &str,
+) -> anyhow::Result<ExitCode> {
+    let input: serde_json::Value =
+        serde_json::from_str(input).context("--input is not valid JSON")?;
+    let (config, _warnings, _) = match load(config_path.as_deref()) {
+        Ok(x) => x,
+        Err(e) => bail!("invalid config:\n{e}"),
+    };
+    let gateway = keel_server::Gateway::new(config).context("cannot build the gateway")?;
+    let result = gateway.call_function(function, input).await;
+    let (code, value) = match result {
+        Ok(out) => (0, serde_json::to_value(&out)?),
+        Err(keel_server::FunctionError::InputInvalid(v)) => (
+            2,
+            serde_json::json!({"error": "input_invalid", "errors": v}),
+        ),
+        Err(keel_server::FunctionError::OutputInvalid {
+            errors,
+            raw,
+            attempts,
+        }) => (
+            3,
+            serde_json::json!({"error": "output_invalid", "errors": errors, "raw": raw, "attempts": attempts}),
+        ),
+        Err(keel_server::FunctionError::NotFound(name)) => (
+            1,
+            serde_json::json!({"error": format!("function `{name}` is not configured")}),
+        ),
+        Err(keel_server::FunctionError::Call(e)) => (1, serde_json::json!({"error": e.message})),
+    };
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(ExitCode::from(code))
 }
 
 async fn sim(addr: SocketAddr, config: &SimConfig) -> anyhow::Result<ExitCode> {

@@ -7,10 +7,12 @@
 mod chaos;
 mod errors;
 mod front_doors;
+mod functions;
 mod headers;
 mod odd_upstreams;
 mod shutdown;
 mod streams;
+mod workflows;
 
 use keel_config::SimConfig;
 use keel_sim::Simulator;

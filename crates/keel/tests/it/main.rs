@@ -97,3 +97,65 @@ fn serve_announces_its_address_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn the_example_functions_check_and_run_against_the_simulator() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/functions/keel.toml"
+    );
+    let out = Command::new(KEEL)
+        .args(["config", "check", example])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let out = Command::new(KEEL)
+        .args(["call", "extract_invoice", "--config", example, "--input"])
+        .arg(r#"{"text": "Invoice INV-7 from Acme: 2 widgets at 50.00, tax 20.00"}"#)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{v}");
+    assert_eq!(
+        v["output"]["total"], 120.0,
+        "the invariant caught the wrong total: {v}"
+    );
+    assert_eq!(v["meta"]["reasks"], 1);
+
+    let out = Command::new(KEEL)
+        .args([
+            "call",
+            "classify_ticket",
+            "--config",
+            example,
+            "--input",
+            r#"{"ticket": "I was charged twice"}"#,
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["output"]["category"], "billing", "{v}");
+    assert!(
+        !v["meta"]["repairs"].as_array().unwrap().is_empty(),
+        "the fenced, trailing-comma reply was repaired: {v}"
+    );
+
+    // Invalid input: exit code 2, nothing sent upstream.
+    let out = Command::new(KEEL)
+        .args([
+            "call",
+            "classify_ticket",
+            "--config",
+            example,
+            "--input",
+            r#"{"ticket": ""}"#,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,414 @@
+//! Functions: named, typed LLM calls (`POST /v1/functions/{name}` and
+//! `keel call`). The input is checked against its schema before any token is
+//! spent; the prompts are rendered from compiled templates; the reply goes
+//! through the validated-output pipeline — extract, conservative repair
+//! (recorded), JSON Schema, invariants and forbidden states — and an invalid
+//! one is re-asked with its precise errors, then fallen back to the next link
+//! of the model's chain, then answered with a typed 422 `output_invalid`.
+//! Unvalidated output is never returned where a schema was promised.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use keel_config::{FunctionConfig, Rule, Structured};
+use keel_core::{CallContext, Error};
+use keel_policy::extract::{Repair, extract};
+use keel_policy::rules::{RuleSpec, Rules};
+use keel_policy::schema::{Schema, Violation, describe};
+use keel_policy::template::Template;
+use keel_protocol::chat::{ChatRequest, Message, Protocol, ResponseFormat, Role, Usage};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::attempt::{self, Answer, Attempt};
+use crate::body;
+use crate::front::Front;
+use crate::pipeline::{context, deadline, request_id};
+use crate::record::Record;
+use crate::state::Gateway;
+
+/// A function compiled at config load: templates, validators and rules.
+pub(crate) struct Function {
+    pub config: FunctionConfig,
+    system: Option<Template>,
+    user: Template,
+    input_schema: Option<Schema>,
+    output_schema: Option<Schema>,
+    rules: Rules,
+    /// The config's version label plus the prompts' content hash.
+    pub version: String,
+}
+
+impl Function {
+    pub fn compile(config: &FunctionConfig) -> Result<Function, String> {
+        let at = |what: &str| format!("functions.{}.{what}", config.name);
+        let system = match &config.system {
+            Some(p) => Some(
+                Template::compile(&p.path.display().to_string(), &p.source, &config.version)
+                    .map_err(|e| format!("{}: {e}", at("system")))?,
+            ),
+            None => None,
+        };
+        let user = Template::compile(
+            &config.user.path.display().to_string(),
+            &config.user.source,
+            &config.version,
+        )
+        .map_err(|e| format!("{}: {e}", at("user")))?;
+        let schema = |s: &Option<Value>, what: &str| -> Result<Option<Schema>, String> {
+            s.as_ref()
+                .map(|v| Schema::compile(v).map_err(|e| format!("{}: {e}", at(what))))
+                .transpose()
+        };
+        let spec = |r: &Rule| RuleSpec {
+            name: r.name.clone(),
+            expr: r.expr.clone(),
+            regex: r.regex.clone(),
+            message: r.message.clone(),
+        };
+        let invariants: Vec<RuleSpec> = config.invariants.iter().map(spec).collect();
+        let forbidden: Vec<RuleSpec> = config.forbidden.iter().map(spec).collect();
+        let rules =
+            Rules::compile(&invariants, &forbidden).map_err(|e| format!("{}: {e}", at("rules")))?;
+        let version = match &system {
+            Some(s) => format!("{}/{}", user.version(), s.version()),
+            None => user.version().to_owned(),
+        };
+        Ok(Function {
+            config: config.clone(),
+            system,
+            user,
+            input_schema: schema(&config.input_schema, "input_schema")?,
+            output_schema: schema(&config.output_schema, "output_schema")?,
+            rules,
+            version,
+        })
+    }
+}
+
+/// What a successful call returns.
+#[derive(Debug, Serialize)]
+pub struct FunctionOutput {
+    pub output: Value,
+    pub meta: Meta,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Meta {
+    pub request_id: String,
+    pub function: String,
+    pub version: String,
+    pub provider: String,
+    pub model: String,
+    /// Upstream calls made, every re-ask and fallback included.
+    pub attempts: usize,
+    pub reasks: u32,
+    /// Conservative repairs applied to the accepted output.
+    pub repairs: Vec<Repair>,
+    pub usage: Usage,
+}
+
+/// Why a call failed, typed for the HTTP status and the CLI's exit code.
+#[derive(Debug)]
+pub enum FunctionError {
+    NotFound(String),
+    /// 400, before any upstream call.
+    InputInvalid(Vec<Violation>),
+    /// 422 after every re-ask and fallback: the last errors and raw text.
+    OutputInvalid {
+        errors: Vec<String>,
+        raw: String,
+        attempts: usize,
+    },
+    /// The call itself failed (status from the error).
+    Call(Error),
+}
+
+/// Calls a function: the one code path behind the HTTP endpoint and `keel call`.
+pub async fn call(
+    gw: &Gateway,
+    name: &str,
+    input: Value,
+    ctx: &CallContext,
+    headers: &HeaderMap,
+) -> Result<FunctionOutput, FunctionError> {
+    let Some(function) = gw.inner.functions.get(name) else {
+        return Err(FunctionError::NotFound(name.to_owned()));
+    };
+    if let Some(schema) = &function.input_schema {
+        schema
+            .validate(&input)
+            .map_err(FunctionError::InputInvalid)?;
+    }
+    let Some(model) = gw.config().models.get(&function.config.model) else {
+        return Err(FunctionError::Call(Error::model_not_found(
+            &function.config.model,
+        )));
+    };
+    let first = render(function, &input).map_err(FunctionError::Call)?;
+    let deadline = deadline(headers, model);
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let mut usage = Usage::default();
+    let mut reasks_total = 0;
+    let mut last_invalid: Option<(Vec<String>, String)> = None;
+    let mut from = 0;
+    while from < model.chain.len() {
+        let mut req = first.clone();
+        let mut reasks = 0;
+        loop {
+            let served =
+                match attempt::run(gw, model, &req, ctx, deadline, from, &mut attempts).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        return Err(match last_invalid {
+                            Some((errors, raw)) => FunctionError::OutputInvalid {
+                                errors,
+                                raw,
+                                attempts: attempts.len(),
+                            },
+                            None => FunctionError::Call(e),
+                        });
+                    }
+                };
+            let Answer::Full(resp) = served.answer else {
+                return Err(FunctionError::Call(Error::internal(
+                    "a function call was answered as a stream",
+                )));
+            };
+            usage.input_tokens = usage.input_tokens.saturating_add(resp.usage.input_tokens);
+            usage.output_tokens = usage.output_tokens.saturating_add(resp.usage.output_tokens);
+            let raw = resp
+                .tool_calls
+                .first()
+                .map_or_else(|| resp.text.clone(), |c| c.arguments.clone());
+            match check(function, &raw, &input) {
+                Ok((output, repairs)) => {
+                    return Ok(FunctionOutput {
+                        output,
+                        meta: Meta {
+                            request_id: ctx.request_id.clone(),
+                            function: name.to_owned(),
+                            version: function.version.clone(),
+                            provider: served.provider,
+                            model: served.model,
+                            attempts: attempts.len(),
+                            reasks: reasks_total,
+                            repairs,
+                            usage,
+                        },
+                    });
+                }
+                Err(errors) => {
+                    tracing::info!(function = name, provider = %served.provider, reasks, errors = ?errors, "invalid function output");
+                    last_invalid = Some((errors.clone(), raw.clone()));
+                    if reasks >= function.config.max_reasks {
+                        from = served.link + 1;
+                        break;
+                    }
+                    reasks += 1;
+                    reasks_total += 1;
+                    req.messages.push(Message::text(Role::Assistant, raw));
+                    req.messages
+                        .push(Message::text(Role::User, reask_prompt(&errors)));
+                    from = served.link;
+                }
+            }
+        }
+    }
+    let (errors, raw) = last_invalid.unwrap_or_default();
+    Err(FunctionError::OutputInvalid {
+        errors,
+        raw,
+        attempts: attempts.len(),
+    })
+}
+
+/// The conversation for the first ask.
+fn render(function: &Function, input: &Value) -> Result<ChatRequest, Error> {
+    // Templates see the input's fields at top level and the whole as `input`.
+    let mut vars = match input {
+        Value::Object(map) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    vars.insert("input".to_owned(), input.clone());
+    let vars = Value::Object(vars);
+    let bad = |e: keel_policy::template::TemplateError| {
+        Error::invalid_request(format!("cannot render the prompt: {e}"))
+    };
+    let system = match &function.system {
+        Some(t) => vec![t.render(&vars).map_err(bad)?],
+        None => Vec::new(),
+    };
+    let user = function.user.render(&vars).map_err(bad)?;
+    let response_format = match (&function.config.output_schema, function.config.structured) {
+        (Some(schema), Structured::JsonSchema) => Some(ResponseFormat::JsonSchema {
+            name: function.config.name.clone(),
+            schema: schema.clone(),
+            strict: Some(true),
+        }),
+        (Some(_), Structured::JsonObject) => Some(ResponseFormat::JsonObject),
+        _ => None,
+    };
+    Ok(ChatRequest {
+        model: function.config.model.clone(),
+        system,
+        messages: vec![Message::text(Role::User, user)],
+        response_format,
+        protocol: Protocol::OpenAi,
+        ..ChatRequest::default()
+    })
+}
+
+/// The validated-output pipeline for one reply. `Err` carries every
+/// problem, worded for a re-ask.
+fn check(
+    function: &Function,
+    raw: &str,
+    input: &Value,
+) -> Result<(Value, Vec<Repair>), Vec<String>> {
+    let (output, repairs) = match &function.output_schema {
+        None => (Value::String(raw.to_owned()), Vec::new()),
+        Some(schema) => {
+            let Some(found) = extract(raw, schema.wants_object()) else {
+                return Err(vec!["the reply contains no JSON".to_owned()]);
+            };
+            if let Err(violations) = schema.validate(&found.value) {
+                return Err(describe(&violations).lines().map(str::to_owned).collect());
+            }
+            (found.value, found.repairs)
+        }
+    };
+    let failures = function.rules.check(&output, input);
+    if failures.is_empty() {
+        Ok((output, repairs))
+    } else {
+        Err(failures
+            .into_iter()
+            .map(|f| format!("rule `{}`: {}", f.rule, f.message))
+            .collect())
+    }
+}
+
+fn reask_prompt(errors: &[String]) -> String {
+    format!(
+        "Your previous reply was invalid:\n{}\nReply again with only the corrected JSON, nothing else.",
+        errors
+            .iter()
+            .map(|e| format!("- {e}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
+}
+
+/// `POST /v1/functions/{name}` with `{"input": {...}}`.
+pub(crate) async fn invoke(
+    State(gw): State<Gateway>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut rec = Record::start(Front::OPENAI, "function", request_id(&headers));
+    rec.model.clone_from(&name);
+    let ctx = context(&headers, &rec);
+    let permit = match gw.inner.admission.acquire().await {
+        Ok(p) => p,
+        Err(shed) => {
+            return crate::pipeline::failed(
+                Front::OPENAI,
+                rec,
+                &Error::overloaded(shed.retry_after),
+            );
+        }
+    };
+    let input = match read_input(&gw, &headers, body).await {
+        Ok(v) => v,
+        Err(e) => return crate::pipeline::failed(Front::OPENAI, rec, &e),
+    };
+    let result = call(&gw, &name, input, &ctx, &headers).await;
+    drop(permit);
+    match result {
+        Ok(out) => {
+            rec.usage = out.meta.usage;
+            rec.provider = Some(out.meta.provider.clone());
+            rec.upstream_model = Some(out.meta.model.clone());
+            rec.ok();
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                serde_json::to_vec(&out).unwrap_or_default(),
+            )
+                .into_response()
+        }
+        Err(FunctionError::Call(e)) => crate::pipeline::failed(Front::OPENAI, rec, &e),
+        Err(FunctionError::NotFound(name)) => crate::pipeline::failed(
+            Front::OPENAI,
+            rec,
+            &Error::not_found(format!("function `{name}` is not configured")),
+        ),
+        Err(FunctionError::InputInvalid(violations)) => {
+            let err = Error::invalid_request(format!(
+                "input does not match the input schema of `{name}`"
+            ));
+            rec.fail(&err);
+            let details: Vec<BTreeMap<&str, &str>> = violations
+                .iter()
+                .map(|v| {
+                    BTreeMap::from([("path", v.path.as_str()), ("message", v.message.as_str())])
+                })
+                .collect();
+            error_body(
+                StatusCode::BAD_REQUEST,
+                "input_invalid",
+                &err.message,
+                json!({"errors": details}),
+            )
+        }
+        Err(FunctionError::OutputInvalid {
+            errors,
+            raw,
+            attempts,
+        }) => {
+            let message = format!(
+                "the output of `{name}` did not validate after {attempts} upstream call(s)"
+            );
+            rec.fail(&Error::invalid_request(message.clone()));
+            error_body(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "output_invalid",
+                &message,
+                json!({"errors": errors, "raw": raw}),
+            )
+        }
+    }
+}
+
+pub(crate) async fn read_input(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Value, Error> {
+    let bytes = body::read(headers, body, gw.config().server.max_body_bytes).await?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::invalid_request(format!("body is not valid JSON: {e}")))?;
+    match v {
+        Value::Object(mut o) => Ok(o.remove("input").unwrap_or(Value::Null)),
+        _ => Err(Error::invalid_request(
+            "body must be a JSON object: {\"input\": {...}}",
+        )),
+    }
+}
+
+/// keel's error shape (the OpenAI one) with the details a function error
+/// carries beside it.
+fn error_body(status: StatusCode, code: &str, message: &str, details: Value) -> Response {
+    let mut error =
+        json!({"message": message, "type": "invalid_request_error", "param": null, "code": code});
+    if let (Some(e), Value::Object(d)) = (error.as_object_mut(), details) {
+        e.extend(d);
+    }
+    let body = serde_json::to_vec(&json!({"error": error})).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}

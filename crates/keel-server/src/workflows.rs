@@ -1,0 +1,194 @@
+//! Workflows: a named sequence of function calls with a check at every
+//! step (`POST /v1/workflows/{name}`). Each step's input is mapped from the
+//! workflow input and earlier outputs; a step may be skipped by a CEL
+//! condition; a failing step stops the run with a typed error naming it, and
+//! nothing after it runs. Every step leaves its own request record, all
+//! under the workflow's request id.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use keel_config::{Step, WorkflowConfig};
+use keel_core::Error;
+use keel_policy::rules::Condition;
+use serde_json::{Map, Value, json};
+
+use crate::front::Front;
+use crate::functions::{self, FunctionError};
+use crate::pipeline::{context, failed, request_id};
+use crate::record::Record;
+use crate::state::Gateway;
+
+/// A workflow with its conditions compiled at config load.
+pub(crate) struct Workflow {
+    pub config: WorkflowConfig,
+    conditions: Vec<Option<Condition>>,
+}
+
+impl Workflow {
+    pub fn compile(config: &WorkflowConfig) -> Result<Workflow, String> {
+        let conditions = config
+            .steps
+            .iter()
+            .map(|s| {
+                s.when
+                    .as_deref()
+                    .map(|w| {
+                        Condition::compile(w)
+                            .map_err(|e| format!("workflows.{}.{}: {e}", config.name, s.name))
+                    })
+                    .transpose()
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Workflow {
+            config: config.clone(),
+            conditions,
+        })
+    }
+}
+
+/// `POST /v1/workflows/{name}` with `{"input": {...}}` → every step's
+/// output and meta, in order.
+pub(crate) async fn invoke(
+    State(gw): State<Gateway>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut rec = Record::start(Front::OPENAI, "workflow", request_id(&headers));
+    rec.model.clone_from(&name);
+    let ctx = context(&headers, &rec);
+    let Some(workflow) = gw.inner.workflows.get(&name) else {
+        return failed(
+            Front::OPENAI,
+            rec,
+            &Error::not_found(format!("workflow `{name}` is not configured")),
+        );
+    };
+    let input = match functions::read_input(&gw, &headers, body).await {
+        Ok(v) => v,
+        Err(e) => return failed(Front::OPENAI, rec, &e),
+    };
+    let mut outputs = Map::new(); // step name → {"output": …}, for mapping and conditions
+    let mut report: Vec<Value> = Vec::new();
+    for (step, condition) in workflow.config.steps.iter().zip(&workflow.conditions) {
+        let steps = Value::Object(outputs.clone());
+        if let Some(c) = condition {
+            match c.holds(&input, &steps) {
+                Ok(true) => {}
+                Ok(false) => {
+                    report.push(json!({"step": step.name, "status": "skipped"}));
+                    continue;
+                }
+                Err(e) => {
+                    return step_failed(
+                        rec,
+                        step,
+                        StatusCode::BAD_REQUEST,
+                        "condition_failed",
+                        &e,
+                        json!(null),
+                        report,
+                    );
+                }
+            }
+        }
+        let step_input = map_input(step, &input, &steps);
+        // Each step leaves its own record, under the workflow's request id.
+        let mut step_rec = Record::start(Front::OPENAI, "workflow_step", ctx.request_id.clone());
+        step_rec.model = format!("{name}/{}", step.name);
+        match functions::call(&gw, &step.function, step_input, &ctx, &headers).await {
+            Ok(out) => {
+                step_rec.usage = out.meta.usage;
+                step_rec.provider = Some(out.meta.provider.clone());
+                step_rec.upstream_model = Some(out.meta.model.clone());
+                step_rec.ok();
+                outputs.insert(step.name.clone(), json!({"output": out.output}));
+                report.push(json!({"step": step.name, "status": "ok", "output": out.output, "meta": out.meta}));
+            }
+            Err(e) => {
+                let (status, code, message, details) = match e {
+                    FunctionError::InputInvalid(v) => (
+                        StatusCode::BAD_REQUEST,
+                        "input_invalid",
+                        "the step's input does not match its function's schema".to_owned(),
+                        json!(v),
+                    ),
+                    FunctionError::OutputInvalid { errors, raw, .. } => (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "output_invalid",
+                        "the step's output did not validate".to_owned(),
+                        json!({"errors": errors, "raw": raw}),
+                    ),
+                    FunctionError::NotFound(f) => (
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        format!("function `{f}` is not configured"),
+                        json!(null),
+                    ),
+                    FunctionError::Call(e) => (
+                        crate::error::status(&e),
+                        crate::error::code(&e),
+                        e.message,
+                        json!(null),
+                    ),
+                };
+                step_rec.fail(&Error::invalid_request(message.clone()));
+                return step_failed(rec, step, status, code, &message, details, report);
+            }
+        }
+    }
+    rec.ok();
+    let body = json!({"workflow": name, "request_id": ctx.request_id, "steps": report});
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// The step's input: literals as written, `{ from = pointer }` resolved
+/// against `{"input": …, "steps": …}` (a missing value is `null`, which the
+/// function's input schema then judges).
+fn map_input(step: &Step, input: &Value, steps: &Value) -> Value {
+    let scope = json!({"input": input, "steps": steps});
+    let mapped = step
+        .input
+        .iter()
+        .map(|(k, v)| {
+            let value = match v.get("from").and_then(Value::as_str) {
+                Some(pointer) => scope.pointer(pointer).cloned().unwrap_or(Value::Null),
+                None => v.clone(),
+            };
+            (k.clone(), value)
+        })
+        .collect();
+    Value::Object(mapped)
+}
+
+fn step_failed(
+    rec: Record,
+    step: &Step,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    details: Value,
+    done: Vec<Value>,
+) -> Response {
+    rec.fail(&Error::invalid_request(format!(
+        "step `{}`: {message}",
+        step.name
+    )));
+    let body = json!({"error": {
+        "message": format!("workflow stopped at step `{}`: {message}", step.name),
+        "type": "invalid_request_error", "param": null, "code": code,
+        "step": step.name, "details": details, "completed": done,
+    }});
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response()
+}
