@@ -303,6 +303,11 @@ pub struct ModelConfig {
     pub fallback_on: Vec<Trigger>,
     /// What the client gets when every link failed.
     pub on_failure: OnFailure,
+    /// Validate chat answers to `response_format: json_schema` requests
+    /// like a function's output (extract, repair, schema, re-ask, 422).
+    pub validate_output: bool,
+    /// Re-asks per target for that validation.
+    pub max_reasks: u32,
 }
 
 impl ModelConfig {

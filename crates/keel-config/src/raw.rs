@@ -180,6 +180,10 @@ pub(crate) struct RawModel {
     /// How groups (targets sharing a `group` name) share load.
     #[serde(default)]
     pub balance: Option<Balance>,
+    #[serde(default)]
+    pub validate_output: bool,
+    #[serde(default)]
+    pub max_reasks: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -354,6 +354,8 @@ fn model_config(
         ttft_timeout: raw.ttft_timeout,
         fallback_on: raw.fallback_on.unwrap_or_else(|| DEFAULT_TRIGGERS.to_vec()),
         on_failure,
+        validate_output: raw.validate_output,
+        max_reasks: raw.max_reasks.unwrap_or(DEFAULT_MAX_REASKS),
     };
     let usable = config.targets().any(|t| {
         providers

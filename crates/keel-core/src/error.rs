@@ -44,6 +44,9 @@ pub enum ErrorKind {
     UpstreamProtocol,
     /// The upstream reported an error inside an accepted stream. 502.
     UpstreamStreamError,
+    /// The answer did not validate against the promised schema or rules,
+    /// after every re-ask and fallback. 422.
+    OutputInvalid,
     /// A bug or a broken invariant in keel. 500.
     Internal,
 }
@@ -146,6 +149,15 @@ impl Error {
             Source::Upstream,
             false,
             format!("deadline of {after:?} exceeded after {attempts} attempt(s)"),
+        )
+    }
+
+    pub fn output_invalid(message: impl Into<String>) -> Self {
+        Self::new(
+            ErrorKind::OutputInvalid,
+            Source::Upstream,
+            false,
+            message.into(),
         )
     }
 

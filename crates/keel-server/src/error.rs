@@ -30,6 +30,7 @@ pub(crate) fn status(err: &Error) -> StatusCode {
         | ErrorKind::UpstreamConnection
         | ErrorKind::UpstreamProtocol
         | ErrorKind::UpstreamStreamError => 502,
+        ErrorKind::OutputInvalid => 422,
         ErrorKind::Internal => 500,
     };
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -52,6 +53,7 @@ pub(crate) fn code(err: &Error) -> &'static str {
         ErrorKind::UpstreamStatus(_) => "upstream_error",
         ErrorKind::UpstreamProtocol => "upstream_invalid_response",
         ErrorKind::UpstreamStreamError => "upstream_stream_error",
+        ErrorKind::OutputInvalid => "output_invalid",
         ErrorKind::Internal => "internal_error",
     }
 }

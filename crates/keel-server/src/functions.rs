@@ -15,20 +15,21 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keel_config::{FunctionConfig, Rule, Structured};
 use keel_core::{CallContext, Error};
-use keel_policy::extract::{Repair, extract};
+use keel_policy::extract::Repair;
 use keel_policy::rules::{RuleSpec, Rules};
-use keel_policy::schema::{Schema, Violation, describe};
+use keel_policy::schema::{Schema, Violation};
 use keel_policy::template::Template;
 use keel_protocol::chat::{ChatRequest, Message, Protocol, ResponseFormat, Role, Usage};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::attempt::{self, Answer, Attempt};
+use crate::attempt::Attempt;
 use crate::body;
 use crate::front::Front;
 use crate::pipeline::{context, deadline, request_id};
 use crate::record::Record;
 use crate::state::Gateway;
+use crate::validate::{self, Rejected};
 
 /// A function compiled at config load: templates, validators and rules.
 pub(crate) struct Function {
@@ -151,79 +152,40 @@ pub async fn call(
     let first = render(function, &input).map_err(FunctionError::Call)?;
     let deadline = deadline(headers, model);
     let mut attempts: Vec<Attempt> = Vec::new();
-    let mut usage = Usage::default();
-    let mut reasks_total = 0;
-    let mut last_invalid: Option<(Vec<String>, String)> = None;
-    let mut from = 0;
-    while from < model.chain.len() {
-        let mut req = first.clone();
-        let mut reasks = 0;
-        loop {
-            let served =
-                match attempt::run(gw, model, &req, ctx, deadline, from, &mut attempts).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        return Err(match last_invalid {
-                            Some((errors, raw)) => FunctionError::OutputInvalid {
-                                errors,
-                                raw,
-                                attempts: attempts.len(),
-                            },
-                            None => FunctionError::Call(e),
-                        });
-                    }
-                };
-            let Answer::Full(resp) = served.answer else {
-                return Err(FunctionError::Call(Error::internal(
-                    "a function call was answered as a stream",
-                )));
-            };
-            usage.input_tokens = usage.input_tokens.saturating_add(resp.usage.input_tokens);
-            usage.output_tokens = usage.output_tokens.saturating_add(resp.usage.output_tokens);
-            let raw = resp
-                .tool_calls
-                .first()
-                .map_or_else(|| resp.text.clone(), |c| c.arguments.clone());
-            match check(function, &raw, &input) {
-                Ok((output, repairs)) => {
-                    return Ok(FunctionOutput {
-                        output,
-                        meta: Meta {
-                            request_id: ctx.request_id.clone(),
-                            function: name.to_owned(),
-                            version: function.version.clone(),
-                            provider: served.provider,
-                            model: served.model,
-                            attempts: attempts.len(),
-                            reasks: reasks_total,
-                            repairs,
-                            usage,
-                        },
-                    });
-                }
-                Err(errors) => {
-                    tracing::info!(function = name, provider = %served.provider, reasks, errors = ?errors, "invalid function output");
-                    last_invalid = Some((errors.clone(), raw.clone()));
-                    if reasks >= function.config.max_reasks {
-                        from = served.link + 1;
-                        break;
-                    }
-                    reasks += 1;
-                    reasks_total += 1;
-                    req.messages.push(Message::text(Role::Assistant, raw));
-                    req.messages
-                        .push(Message::text(Role::User, reask_prompt(&errors)));
-                    from = served.link;
-                }
-            }
-        }
+    let check = |raw: &str| check(function, raw, &input);
+    match validate::run(
+        gw,
+        model,
+        &first,
+        ctx,
+        deadline,
+        function.config.max_reasks,
+        &mut attempts,
+        &check,
+    )
+    .await
+    {
+        Ok(accepted) => Ok(FunctionOutput {
+            output: accepted.value,
+            meta: Meta {
+                request_id: ctx.request_id.clone(),
+                function: name.to_owned(),
+                version: function.version.clone(),
+                provider: accepted.provider,
+                model: accepted.model,
+                attempts: attempts.len(),
+                reasks: accepted.reasks,
+                repairs: accepted.repairs,
+                usage: accepted.usage,
+            },
+        }),
+        Err(Rejected::Call(e)) => Err(FunctionError::Call(e)),
+        Err(Rejected::Invalid { errors, raw }) => Err(FunctionError::OutputInvalid {
+            errors,
+            raw,
+            attempts: attempts.len(),
+        }),
     }
-    let (errors, raw) = last_invalid.unwrap_or_default();
-    Err(FunctionError::OutputInvalid {
-        errors,
-        raw,
-        attempts: attempts.len(),
-    })
 }
 
 /// The conversation for the first ask.
@@ -262,8 +224,9 @@ fn render(function: &Function, input: &Value) -> Result<ChatRequest, Error> {
     })
 }
 
-/// The validated-output pipeline for one reply. `Err` carries every
-/// problem, worded for a re-ask.
+/// The validated-output pipeline for one reply: the JSON and its schema
+/// (or the text), then the function's rules. `Err` carries every problem,
+/// worded for a re-ask.
 fn check(
     function: &Function,
     raw: &str,
@@ -271,15 +234,7 @@ fn check(
 ) -> Result<(Value, Vec<Repair>), Vec<String>> {
     let (output, repairs) = match &function.output_schema {
         None => (Value::String(raw.to_owned()), Vec::new()),
-        Some(schema) => {
-            let Some(found) = extract(raw, schema.wants_object()) else {
-                return Err(vec!["the reply contains no JSON".to_owned()]);
-            };
-            if let Err(violations) = schema.validate(&found.value) {
-                return Err(describe(&violations).lines().map(str::to_owned).collect());
-            }
-            (found.value, found.repairs)
-        }
+        Some(schema) => validate::json_output(schema, raw)?,
     };
     let failures = function.rules.check(&output, input);
     if failures.is_empty() {
@@ -290,17 +245,6 @@ fn check(
             .map(|f| format!("rule `{}`: {}", f.rule, f.message))
             .collect())
     }
-}
-
-fn reask_prompt(errors: &[String]) -> String {
-    format!(
-        "Your previous reply was invalid:\n{}\nReply again with only the corrected JSON, nothing else.",
-        errors
-            .iter()
-            .map(|e| format!("- {e}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    )
 }
 
 /// `POST /v1/functions/{name}` with `{"input": {...}}`.

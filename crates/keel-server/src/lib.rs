@@ -26,6 +26,7 @@ mod stack;
 mod stale;
 mod state;
 mod stream;
+mod validate;
 mod workflows;
 
 pub use functions::{FunctionError, FunctionOutput, Meta as FunctionMeta};

@@ -26,7 +26,8 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use keel_config::{ModelConfig, OnFailure};
 use keel_core::{CallContext, Error};
-use keel_protocol::chat::{ChatRequest, ChatResponse, FinishReason, Usage};
+use keel_policy::schema::Schema;
+use keel_protocol::chat::{ChatRequest, ChatResponse, FinishReason, ResponseFormat, Usage};
 use keel_protocol::{openai, tokens};
 use tokio::time::Instant;
 
@@ -37,6 +38,7 @@ use crate::record::Record;
 use crate::stack::REQUEST_ID;
 use crate::stale::StaleAnswers;
 use crate::state::Gateway;
+use crate::validate::{self, Rejected};
 use crate::{body, stream};
 
 /// Which header carries the simulator's fault spec through to a `sim` provider.
@@ -67,7 +69,13 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
     let deadline = deadline(&headers, model);
     // 7. attempt
     let mut attempts = Vec::new();
-    let result = attempt::run(&gw, model, &req, &ctx, deadline, 0, &mut attempts).await;
+    let result = match &req.response_format {
+        // 8. validate output, when the route opted in.
+        Some(ResponseFormat::JsonSchema { schema, .. }) if model.validate_output => {
+            validated(&gw, model, &req, &ctx, deadline, schema, &mut attempts).await
+        }
+        _ => attempt::run(&gw, model, &req, &ctx, deadline, 0, &mut attempts).await,
+    };
     let count = attempts.len();
     rec.attempts = attempts;
     let input_estimate = tokens::estimate_request(&req);
@@ -194,6 +202,58 @@ pub(crate) async fn embeddings(gw: Gateway, headers: HeaderMap, body: Body) -> R
             response
         }
         Err(e) => failed(front, rec, &e),
+    }
+}
+
+/// A chat answer held to the client's `response_format.json_schema`: asked
+/// whole, validated (repairs allowed), re-asked and fallen back like a
+/// function's output; the client gets the validated JSON, or a 422.
+async fn validated(
+    gw: &Gateway,
+    model: &ModelConfig,
+    req: &ChatRequest,
+    ctx: &CallContext,
+    deadline: Instant,
+    schema: &serde_json::Value,
+    attempts: &mut Vec<attempt::Attempt>,
+) -> Result<Served, Error> {
+    let schema = Schema::compile(schema).map_err(|e| {
+        Error::invalid_request(format!("response_format.json_schema.schema: {e}"))
+            .with_param("response_format")
+    })?;
+    let check = |raw: &str| validate::json_output(&schema, raw);
+    match validate::run(
+        gw,
+        model,
+        req,
+        ctx,
+        deadline,
+        model.max_reasks,
+        attempts,
+        &check,
+    )
+    .await
+    {
+        Ok(accepted) => {
+            let mut response = accepted.response;
+            // The validated (possibly repaired) JSON, not the raw reply.
+            response.text = accepted.value.to_string();
+            response.tool_calls.clear();
+            response.usage = accepted.usage;
+            Ok(Served {
+                provider: accepted.provider,
+                model: accepted.model,
+                link: 0,
+                answer: Answer::Full(response),
+                held: accepted.held,
+            })
+        }
+        Err(Rejected::Call(e)) => Err(e),
+        Err(Rejected::Invalid { errors, .. }) => Err(Error::output_invalid(format!(
+            "the answer did not match response_format.json_schema after {} call(s): {}",
+            attempts.len(),
+            errors.join("; ")
+        ))),
     }
 }
 

@@ -91,6 +91,10 @@ async fn setup() -> Setup {
         base_url = "{only}/v1"
         [models.single]
         targets = [{{ provider = "only", model = "x" }}]
+        [models.validated]
+        targets = [{{ provider = "only", model = "x" }}]
+        validate_output = true
+        max_reasks = 1
         [models.chain]
         targets = [{{ provider = "a", model = "x" }}, {{ provider = "b", model = "y" }}]
 
@@ -256,4 +260,54 @@ async fn input_that_fails_its_schema_costs_no_upstream_call() {
     let (status, _) = call(&s, "nope", json!({})).await;
     assert_eq!(status, 404);
     assert_eq!(s.primary.stats().requests, before, "an upstream was called");
+}
+
+async fn chat_with_schema(s: &Setup, text: &str, stream: bool) -> (u16, String) {
+    let body = json!({"model": "validated", "stream": stream,
+        "messages": [{"role": "user", "content": text}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "bill", "schema": {
+            "type": "object", "required": ["total"], "properties": {"total": {"type": "number"}}}}}});
+    let resp = client()
+        .post(format!("{}/v1/chat/completions", s.keel.url()))
+        .body(serde_json::to_vec(&body).unwrap())
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn chat_requests_with_a_json_schema_are_validated_when_the_route_opts_in() {
+    let s = setup().await;
+    // Non-stream: the invalid first answer is re-asked; the client gets valid JSON.
+    let (status, body) = chat_with_schema(&s, "case:violate", false).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let content: Value =
+        serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(content["total"], 3.0);
+    // Streamed: validated first, then streamed.
+    let (status, body) = chat_with_schema(&s, "case:repair", true).await;
+    assert_eq!(status, 200, "{body}");
+    let text: String = crate::sse(&body)
+        .into_iter()
+        .filter(|(_, d)| d != "[DONE]")
+        .filter_map(|(_, d)| {
+            serde_json::from_str::<Value>(&d)
+                .ok()?
+                .pointer("/choices/0/delta/content")?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    let content: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(
+        content["note"], "quoted",
+        "the repaired JSON, not the raw reply"
+    );
+    // Never valid: a 422 in the OpenAI shape, never the invalid text.
+    let (status, body) = chat_with_schema(&s, "case:never", false).await;
+    assert_eq!(status, 422, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "output_invalid");
 }
