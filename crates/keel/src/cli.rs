@@ -202,8 +202,9 @@ async fn serve(
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, config = %source, "keel listening");
+    let shutdown = shutdown_signal()?;
     announce(local)?;
-    keel_server::serve(gateway, listener, shutdown_signal()).await?;
+    keel_server::serve(gateway, listener, shutdown).await?;
     tracing::info!("keel stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -252,8 +253,9 @@ async fn sim(addr: SocketAddr, config: &SimConfig) -> anyhow::Result<ExitCode> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    let shutdown = shutdown_signal()?;
     announce(listener.local_addr()?)?;
-    keel_sim::serve(listener, sim, shutdown_signal()).await?;
+    keel_sim::serve(listener, sim, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -266,26 +268,18 @@ fn announce(addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed
+/// here, synchronously, before keel announces its address: a signal sent as
+/// soon as the address is known must start a graceful shutdown, not kill
+/// the process with the default action.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
+    })
 }

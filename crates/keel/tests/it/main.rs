@@ -159,3 +159,48 @@ fn the_example_functions_check_and_run_against_the_simulator() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn the_example_workflow_runs_over_http() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/functions/keel.toml"
+    );
+    let mut child = Command::new(KEEL)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config", example])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap()
+        .to_owned();
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "10",
+            &format!("http://{addr}/v1/workflows/support_triage"),
+            "-d",
+        ])
+        .arg(r#"{"input": {"ticket": "I was charged twice"}}"#)
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", out));
+    let steps = v["steps"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(steps.len(), 2, "{v}");
+    assert_eq!(steps[0]["output"]["category"], "billing");
+    assert!(
+        steps[1]["output"].as_str().is_some_and(|s| !s.is_empty()),
+        "{v}"
+    );
+}
