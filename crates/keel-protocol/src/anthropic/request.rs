@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::structured::structured_tool;
 use crate::DecodeError;
 use crate::chat::{
     ChatRequest, Image, Message, Part, Protocol, ResponseFormat, Role, Tool, ToolCall, ToolChoice,
@@ -272,13 +273,22 @@ fn decode_image(b: &mut Map<String, Value>, at: &str) -> Result<Image, DecodeErr
 /// Choices where the protocols differ, made here once:
 /// - `max_tokens` is required: [`DEFAULT_MAX_TOKENS`] when none was given;
 /// - `temperature` is clamped to Anthropic's 0–1 range;
-/// - a JSON `response_format` becomes an instruction appended to the system
-///   prompt, since the messages API has no JSON mode;
+/// - `response_format: json_schema` with an object schema becomes a forced
+///   tool call (`structured.rs`), Anthropic's strongest structured mode;
+///   `json_object` (or a schema that cannot be forced) becomes an
+///   instruction appended to the system prompt, since the messages API has
+///   no JSON mode;
 /// - consecutive turns of the same role are merged (tool results and the user
 ///   text after them share one user turn), as Anthropic requires alternation.
 pub fn encode_request(req: &ChatRequest) -> Vec<u8> {
     let mut system = req.system.join("\n\n");
-    if let Some(instruction) = json_instruction(req.response_format.as_ref()) {
+    let forced = structured_tool(req);
+    let instruction = if forced.is_some() {
+        None
+    } else {
+        json_instruction(req.response_format.as_ref())
+    };
+    if let Some(instruction) = instruction {
         if !system.is_empty() {
             system.push_str("\n\n");
         }
@@ -332,7 +342,13 @@ pub fn encode_request(req: &ChatRequest) -> Vec<u8> {
             .collect();
         obj.insert("tools".into(), Value::Array(tools));
     }
-    if let Some(choice) = &req.tool_choice {
+    if let Some((name, schema)) = forced {
+        obj.insert(
+            "tools".into(),
+            json!([{"name": name, "description": "Give the answer as this tool's input.", "input_schema": schema}]),
+        );
+        obj.insert("tool_choice".into(), json!({"type": "tool", "name": name}));
+    } else if let Some(choice) = &req.tool_choice {
         obj.insert(
             "tool_choice".into(),
             match choice {

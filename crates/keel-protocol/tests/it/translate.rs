@@ -250,7 +250,7 @@ fn response_format_to_anthropic_system_prompt() {
         let wire = json(&anthropic::encode_request(&req));
         out.insert(
             format["type"].as_str().unwrap().to_owned(),
-            wire["system"].clone(),
+            json!({"system": wire["system"], "tools": wire.get("tools"), "tool_choice": wire.get("tool_choice")}),
         );
     }
     assert_snapshot!(serde_json::to_string_pretty(&out).unwrap());

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use keel_config::{HttpProvider, ProviderConfig};
 use keel_core::{CallContext, Error, EventStream, Provider};
+use keel_protocol::anthropic;
 use keel_protocol::chat::{ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse};
 use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::ExposeSecret;
@@ -46,9 +47,10 @@ impl Anthropic {
 impl Provider for Anthropic {
     async fn chat(&self, mut req: ChatRequest, ctx: &CallContext) -> Result<ChatResponse, Error> {
         req.stream = false;
+        let forced = anthropic::structured_tool(&req).map(|(name, _)| name);
         let response = self.up.send(self.messages_request(&req), ctx.ttft).await?;
         let body = self.up.body(response).await?;
-        self.chat_response(&body)
+        self.chat_response(&body, forced.as_deref())
     }
 
     async fn chat_stream(
@@ -57,8 +59,9 @@ impl Provider for Anthropic {
         ctx: &CallContext,
     ) -> Result<EventStream, Error> {
         req.stream = true;
+        let forced = anthropic::structured_tool(&req).map(|(name, _)| name);
         let response = self.up.send(self.messages_request(&req), ctx.ttft).await?;
-        self.events(response).await
+        self.events(response, forced).await
     }
 
     async fn embed(
