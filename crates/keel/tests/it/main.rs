@@ -63,10 +63,13 @@ fn config_check_reports_every_problem_with_its_location() {
     );
 }
 
-#[test]
-fn serve_announces_its_address_and_stops_on_sigterm() {
+/// `keel serve` on an ephemeral port (from the crate's directory, where no
+/// keel.toml is: the built-in default unless `args` names one), and the
+/// address it announced.
+fn serve(args: &[&str]) -> (std::process::Child, String) {
     let mut child = Command::new(KEEL)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -79,7 +82,14 @@ fn serve_announces_its_address_and_stops_on_sigterm() {
     let addr = line
         .trim()
         .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("{line}"));
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned();
+    (child, addr)
+}
+
+#[test]
+fn serve_announces_its_address_and_stops_on_sigterm() {
+    let (mut child, addr) = serve(&[]);
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
 
     let status = Command::new("kill")
@@ -166,21 +176,7 @@ fn the_example_workflow_runs_over_http() {
         env!("CARGO_MANIFEST_DIR"),
         "/../../examples/functions/keel.toml"
     );
-    let mut child = Command::new(KEEL)
-        .args(["serve", "--listen", "127.0.0.1:0", "--config", example])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap()
-        .to_owned();
+    let (mut child, addr) = serve(&["--config", example]);
     let out = Command::new("curl")
         .args([
             "-s",
