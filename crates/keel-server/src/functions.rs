@@ -26,8 +26,7 @@ use serde_json::{Value, json};
 use crate::attempt::Attempt;
 use crate::body;
 use crate::front::Front;
-use crate::pipeline::{context, deadline, request_id};
-use crate::record::Record;
+use crate::pipeline::{admit, deadline, json_holding};
 use crate::state::Gateway;
 use crate::validate::{self, Rejected};
 
@@ -254,37 +253,26 @@ pub(crate) async fn invoke(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let mut rec = Record::start(Front::OPENAI, "function", request_id(&headers));
-    rec.model.clone_from(&name);
-    let ctx = context(&headers, &rec);
-    let permit = match gw.inner.admission.acquire().await {
-        Ok(p) => p,
-        Err(shed) => {
-            return crate::pipeline::failed(
-                Front::OPENAI,
-                rec,
-                &Error::overloaded(shed.retry_after),
-            );
-        }
+    let (mut rec, ctx, permit) = match admit(&gw, Front::OPENAI, "function", &headers).await {
+        Ok(x) => x,
+        Err(shed) => return shed,
     };
+    rec.model.clone_from(&name);
     let input = match read_input(&gw, &headers, body).await {
         Ok(v) => v,
         Err(e) => return crate::pipeline::failed(Front::OPENAI, rec, &e),
     };
     let result = call(&gw, &name, input, &ctx, &headers).await;
-    drop(permit);
     match result {
         Ok(out) => {
             rec.usage = out.meta.usage;
             rec.provider = Some(out.meta.provider.clone());
             rec.upstream_model = Some(out.meta.model.clone());
             rec.ok();
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
+            json_holding(
                 serde_json::to_vec(&out).unwrap_or_default(),
+                vec![Box::new(permit)],
             )
-                .into_response()
         }
         Err(FunctionError::Call(e)) => crate::pipeline::failed(Front::OPENAI, rec, &e),
         Err(FunctionError::NotFound(name)) => crate::pipeline::failed(

@@ -29,6 +29,7 @@ use keel_core::{CallContext, Error};
 use keel_policy::schema::Schema;
 use keel_protocol::chat::{ChatRequest, ChatResponse, FinishReason, ResponseFormat, Usage};
 use keel_protocol::{openai, tokens};
+use keel_resilience::admission::Permit;
 use tokio::time::Instant;
 
 use crate::attempt::{self, Answer, Served};
@@ -48,12 +49,10 @@ const TIMEOUT_HEADER: &str = "x-keel-timeout";
 
 /// A chat request at either front door.
 pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Body) -> Response {
-    let mut rec = Record::start(front, "chat", request_id(&headers));
-    let ctx = context(&headers, &rec);
     // 1. admit
-    let permit = match gw.inner.admission.acquire().await {
-        Ok(p) => p,
-        Err(shed) => return failed(front, rec, &Error::overloaded(shed.retry_after)),
+    let (mut rec, ctx, permit) = match admit(&gw, front, "chat", &headers).await {
+        Ok(x) => x,
+        Err(shed) => return shed,
     };
     // 2. decode
     let req = match decode(&gw, front, &headers, body).await {
@@ -135,11 +134,9 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
 /// to the first available target of the model's chain.
 pub(crate) async fn embeddings(gw: Gateway, headers: HeaderMap, body: Body) -> Response {
     let front = Front::OPENAI;
-    let mut rec = Record::start(front, "embeddings", request_id(&headers));
-    let ctx = context(&headers, &rec);
-    let permit = match gw.inner.admission.acquire().await {
-        Ok(p) => p,
-        Err(shed) => return failed(front, rec, &Error::overloaded(shed.retry_after)),
+    let (mut rec, ctx, permit) = match admit(&gw, front, "embeddings", &headers).await {
+        Ok(x) => x,
+        Err(shed) => return shed,
     };
     let result = async {
         let bytes = body::read(&headers, body, gw.config().server.max_body_bytes).await?;
@@ -254,6 +251,22 @@ async fn validated(
             attempts.len(),
             errors.join("; ")
         ))),
+    }
+}
+
+/// What every entry point starts with: the request's record and call
+/// context, and phase 1 — an admission permit, or the shed response.
+pub(crate) async fn admit(
+    gw: &Gateway,
+    front: Front,
+    op: &'static str,
+    headers: &HeaderMap,
+) -> Result<(Record, CallContext, Permit), Response> {
+    let rec = Record::start(front, op, request_id(headers));
+    let ctx = context(headers, &rec);
+    match gw.inner.admission.acquire().await {
+        Ok(permit) => Ok((rec, ctx, permit)),
+        Err(shed) => Err(failed(front, rec, &Error::overloaded(shed.retry_after))),
     }
 }
 

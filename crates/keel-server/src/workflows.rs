@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 
 use crate::front::Front;
 use crate::functions::{self, FunctionError};
-use crate::pipeline::{context, failed, request_id};
+use crate::pipeline::{admit, failed};
 use crate::record::Record;
 use crate::state::Gateway;
 
@@ -56,9 +56,12 @@ pub(crate) async fn invoke(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let mut rec = Record::start(Front::OPENAI, "workflow", request_id(&headers));
+    // Admitted once for the whole run: its steps are one request's work.
+    let (mut rec, ctx, _permit) = match admit(&gw, Front::OPENAI, "workflow", &headers).await {
+        Ok(x) => x,
+        Err(shed) => return shed,
+    };
     rec.model.clone_from(&name);
-    let ctx = context(&headers, &rec);
     let Some(workflow) = gw.inner.workflows.get(&name) else {
         return failed(
             Front::OPENAI,

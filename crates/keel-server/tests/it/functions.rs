@@ -59,11 +59,7 @@ struct Setup {
 
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p.display().to_string()
-    };
+    let write = |name: &str, text: &str| crate::write_file(&dir, name, text);
     let script = write("script.toml", SCRIPT);
     let good = write("good.toml", GOOD_SCRIPT);
     let user = write(
@@ -71,13 +67,9 @@ async fn setup() -> Setup {
         "Compute the bill for {{ case }} with {{ items | length }} items.",
     );
     let system = write("system.j2", "You answer with JSON only.");
-    let sim = |path: &str| keel_config::SimConfig {
-        script: Some(path.into()),
-        ..keel_config::SimConfig::default()
-    };
-    let (a, _) = keel_testkit::sim(sim(&script)).await;
-    let (b, _) = keel_testkit::sim(sim(&good)).await;
-    let (only, primary) = keel_testkit::sim(sim(&script)).await;
+    let (a, _) = crate::scripted_sim(&script).await;
+    let (b, _) = crate::scripted_sim(&good).await;
+    let (only, primary) = crate::scripted_sim(&script).await;
     let config = format!(
         r#"
         [providers.a]

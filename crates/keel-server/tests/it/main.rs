@@ -137,3 +137,19 @@ pub async fn json_of(resp: reqwest::Response) -> Value {
     serde_json::from_slice(&bytes)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
 }
+
+/// Writes `text` to `name` in `dir`; returns the absolute path.
+pub fn write_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+/// The simulator's HTTP server answering from the script file at `path`.
+pub async fn scripted_sim(path: &str) -> (Running, Simulator) {
+    keel_testkit::sim(SimConfig {
+        script: Some(path.into()),
+        ..SimConfig::default()
+    })
+    .await
+}

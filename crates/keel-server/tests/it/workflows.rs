@@ -30,21 +30,13 @@ struct Setup {
 
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p.display().to_string()
-    };
+    let write = |name: &str, text: &str| crate::write_file(&dir, name, text);
     let script = write("script.toml", SCRIPT);
     let extract = write("extract.j2", "EXTRACT: {{ text }}");
     let classify = write("classify.j2", "CLASSIFY: {{ issue }}");
     let never = write("never.j2", "CLASSIFY-NEVER: {{ issue }}");
     let summarise = write("summarise.j2", "SUMMARISE: {{ customer }} / {{ category }}");
-    let (server, sim) = keel_testkit::sim(keel_config::SimConfig {
-        script: Some(script.into()),
-        ..keel_config::SimConfig::default()
-    })
-    .await;
+    let (server, sim) = crate::scripted_sim(&script).await;
     let config = format!(
         r#"
         [providers.up]
