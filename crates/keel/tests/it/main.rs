@@ -108,14 +108,26 @@ fn serve_announces_its_address_and_stops_on_sigterm() {
     }
 }
 
+/// `keel call FUNCTION --input INPUT` on the example config: exit code and
+/// the JSON it printed.
+fn call_example(function: &str, input: &str) -> (Option<i32>, serde_json::Value) {
+    let out = Command::new(KEEL)
+        .args(["call", function, "--config", EXAMPLE, "--input", input])
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    (out.status.code(), v)
+}
+
+const EXAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/functions/keel.toml"
+);
+
 #[test]
 fn the_example_functions_check_and_run_against_the_simulator() {
-    let example = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/functions/keel.toml"
-    );
     let out = Command::new(KEEL)
-        .args(["config", "check", example])
+        .args(["config", "check", EXAMPLE])
         .output()
         .unwrap();
     assert!(
@@ -124,31 +136,19 @@ fn the_example_functions_check_and_run_against_the_simulator() {
         String::from_utf8_lossy(&out.stdout)
     );
 
-    let out = Command::new(KEEL)
-        .args(["call", "extract_invoice", "--config", example, "--input"])
-        .arg(r#"{"text": "Invoice INV-7 from Acme: 2 widgets at 50.00, tax 20.00"}"#)
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(out.status.success(), "{v}");
+    let (code, v) = call_example(
+        "extract_invoice",
+        r#"{"text": "Invoice INV-7 from Acme: 2 widgets at 50.00, tax 20.00"}"#,
+    );
+    assert_eq!(code, Some(0), "{v}");
     assert_eq!(
         v["output"]["total"], 120.0,
         "the invariant caught the wrong total: {v}"
     );
     assert_eq!(v["meta"]["reasks"], 1);
 
-    let out = Command::new(KEEL)
-        .args([
-            "call",
-            "classify_ticket",
-            "--config",
-            example,
-            "--input",
-            r#"{"ticket": "I was charged twice"}"#,
-        ])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, v) = call_example("classify_ticket", r#"{"ticket": "I was charged twice"}"#);
+    assert_eq!(code, Some(0), "{v}");
     assert_eq!(v["output"]["category"], "billing", "{v}");
     assert!(
         !v["meta"]["repairs"].as_array().unwrap().is_empty(),
@@ -156,27 +156,14 @@ fn the_example_functions_check_and_run_against_the_simulator() {
     );
 
     // Invalid input: exit code 2, nothing sent upstream.
-    let out = Command::new(KEEL)
-        .args([
-            "call",
-            "classify_ticket",
-            "--config",
-            example,
-            "--input",
-            r#"{"ticket": ""}"#,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    let (code, v) = call_example("classify_ticket", r#"{"ticket": ""}"#);
+    assert_eq!(code, Some(2), "{v}");
+    assert_eq!(v["error"], "input_invalid");
 }
 
 #[test]
 fn the_example_workflow_runs_over_http() {
-    let example = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/functions/keel.toml"
-    );
-    let (mut child, addr) = serve(&["--config", example]);
+    let (mut child, addr) = serve(&["--config", EXAMPLE]);
     let out = Command::new("curl")
         .args([
             "-s",
