@@ -28,6 +28,80 @@ pub struct Config {
     pub models: BTreeMap<String, ModelConfig>,
     pub functions: BTreeMap<String, FunctionConfig>,
     pub workflows: BTreeMap<String, WorkflowConfig>,
+    pub log: LogConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[log]`: where request records go and what of the bodies they keep.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub store: StoreKind,
+    /// Records waiting to be written; past it, new records are dropped (and
+    /// counted), never waited for.
+    pub queue: usize,
+    /// Records per insert.
+    pub batch: usize,
+    /// Longest a record waits before its batch is written.
+    pub flush_every: Duration,
+    /// Records older than this are pruned.
+    pub max_age: Option<Duration>,
+    /// At most this many records are kept (the oldest go first).
+    pub max_records: Option<u64>,
+    /// What is kept of bodies, unless a model or function says otherwise.
+    pub capture: Capture,
+    /// Each captured body is cut to this many bytes.
+    pub capture_max_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreKind {
+    Off,
+    /// A SQLite file (relative paths are relative to the config file).
+    Sqlite(PathBuf),
+    /// A `postgres://` URL, read from the environment (it may hold a password).
+    Postgres(SecretString),
+}
+
+/// What a request record keeps of request and response bodies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capture {
+    /// Bodies as sent and received (size-capped).
+    Full,
+    /// Bodies with keys, tokens and personal data masked (size-capped).
+    #[default]
+    Redacted,
+    /// Only a SHA-256 of each body: equal inputs can be matched, none read.
+    Hashed,
+    /// Nothing.
+    Off,
+}
+
+impl Capture {
+    pub fn name(self) -> &'static str {
+        match self {
+            Capture::Full => "full",
+            Capture::Redacted => "redacted",
+            Capture::Hashed => "hashed",
+            Capture::Off => "off",
+        }
+    }
+}
+
+/// `[telemetry]`: trace export. Off unless an endpoint is set.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryConfig {
+    pub otlp: Option<OtlpConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OtlpConfig {
+    /// The OTLP/HTTP traces URL, e.g. `http://127.0.0.1:4318/v1/traces`.
+    pub endpoint: String,
+    pub service_name: String,
+    /// Headers for the collector (auth), values possibly from the environment.
+    pub headers: Vec<(String, SecretString)>,
+    pub timeout: Duration,
 }
 
 /// A named sequence of function calls, each with its own validation and
@@ -75,6 +149,8 @@ pub struct FunctionConfig {
     pub max_reasks: u32,
     pub invariants: Vec<Rule>,
     pub forbidden: Vec<Rule>,
+    /// Overrides `log.capture` for calls to this function.
+    pub capture: Option<Capture>,
 }
 
 /// A prompt template: where it came from and its text.
@@ -308,6 +384,8 @@ pub struct ModelConfig {
     pub validate_output: bool,
     /// Re-asks per target for that validation.
     pub max_reasks: u32,
+    /// Overrides `log.capture` for requests to this model.
+    pub capture: Option<Capture>,
 }
 
 impl ModelConfig {

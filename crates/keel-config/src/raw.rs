@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::{Admission, Balance, FaultRule, Params, Resilience, Rule, Step, Structured, Trigger};
+use crate::{
+    Admission, Balance, Capture, FaultRule, Params, Resilience, Rule, Step, Structured, Trigger,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,6 +23,97 @@ pub(crate) struct RawConfig {
     pub functions: BTreeMap<String, RawFunction>,
     #[serde(default)]
     pub workflows: BTreeMap<String, RawWorkflow>,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    /// `sqlite` (default), `postgres` or `off`.
+    #[serde(default = "default_store")]
+    pub store: String,
+    #[serde(default)]
+    pub path: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub url: Option<RawSecret>,
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    #[serde(default = "default_flush_every", with = "humantime_serde")]
+    pub flush_every: Duration,
+    #[serde(default = "default_max_age", with = "humantime_serde")]
+    pub max_age: Option<Duration>,
+    #[serde(default = "default_max_records")]
+    pub max_records: Option<u64>,
+    #[serde(default)]
+    pub capture: Capture,
+    #[serde(default = "default_capture_max_bytes")]
+    pub capture_max_bytes: usize,
+}
+
+/// The embedded store, on by default: every request leaves a record.
+fn default_store() -> String {
+    "sqlite".to_owned()
+}
+/// Tens of seconds of a busy gateway's records ride out a store hiccup.
+fn default_queue() -> usize {
+    50_000
+}
+fn default_batch() -> usize {
+    512
+}
+fn default_flush_every() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_max_age() -> Option<Duration> {
+    Some(Duration::from_secs(30 * 86_400))
+}
+fn default_max_records() -> Option<u64> {
+    Some(5_000_000)
+}
+/// Enough for a long prompt or answer; a pasted book is cut.
+fn default_capture_max_bytes() -> usize {
+    32 * 1024
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            store: default_store(),
+            path: None,
+            url: None,
+            queue: default_queue(),
+            batch: default_batch(),
+            flush_every: default_flush_every(),
+            max_age: default_max_age(),
+            max_records: default_max_records(),
+            capture: Capture::default(),
+            capture_max_bytes: default_capture_max_bytes(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTelemetry {
+    #[serde(default)]
+    pub otlp: Option<RawOtlp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOtlp {
+    pub endpoint: String,
+    #[serde(default)]
+    pub service_name: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, RawSecretOrValue>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +142,8 @@ pub(crate) struct RawFunction {
     pub invariants: Vec<Rule>,
     #[serde(default)]
     pub forbidden: Vec<Rule>,
+    #[serde(default)]
+    pub capture: Option<Capture>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +272,8 @@ pub(crate) struct RawModel {
     pub on_failure: Option<String>,
     #[serde(default)]
     pub static_message: Option<String>,
+    #[serde(default)]
+    pub capture: Option<Capture>,
     /// How groups (targets sharing a `group` name) share load.
     #[serde(default)]
     pub balance: Option<Balance>,

@@ -1,6 +1,8 @@
 //! Raw → validated. Every check pushes an [`Issue`] with the key path it is
 //! about, so one run of `keel config check` shows every problem at once.
 
+mod observability;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -133,6 +135,8 @@ pub(crate) fn validate(
             },
         );
     }
+    let log = observability::log_config(raw.log, base_dir, env, &mut issues);
+    let telemetry = observability::telemetry_config(raw.telemetry, env, &mut issues);
     if models.is_empty() {
         issues.push(Issue::warning(
             "models",
@@ -150,6 +154,8 @@ pub(crate) fn validate(
             models,
             functions,
             workflows,
+            log,
+            telemetry,
         },
         issues,
     ))
@@ -356,6 +362,7 @@ fn model_config(
         on_failure,
         validate_output: raw.validate_output,
         max_reasks: raw.max_reasks.unwrap_or(DEFAULT_MAX_REASKS),
+        capture: raw.capture,
     };
     let usable = config.targets().any(|t| {
         providers
@@ -509,6 +516,7 @@ fn function_config(
         max_reasks: raw.max_reasks.unwrap_or(DEFAULT_MAX_REASKS),
         invariants: raw.invariants,
         forbidden: raw.forbidden,
+        capture: raw.capture,
     })
 }
 
@@ -663,7 +671,7 @@ fn check_params(p: &Params, at: &str, issues: &mut Vec<Issue>) {
 mod tests {
     use super::*;
     use crate::Config;
-    use crate::{Balance, Link, OnFailure, Trigger};
+    use crate::{Balance, Capture, Link, OnFailure, StoreKind, Trigger};
 
     fn parse(text: &str, env: &[(&str, &str)]) -> Result<(Config, Vec<Issue>), ConfigError> {
         let env: Vec<(String, String)> = env
@@ -846,5 +854,70 @@ mod tests {
             ProviderKind::OpenAi(p) => assert_eq!(p.base_url, "http://127.0.0.1:8000/v1"),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_request_log_and_traces_are_read_and_checked() {
+        // By default: a SQLite file beside the config, redacted bodies, no traces.
+        let (config, _) = parse("", &[]).unwrap();
+        match &config.log.store {
+            StoreKind::Sqlite(p) => assert_eq!(p, &Path::new(".").join("keel.db")),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(config.log.capture, Capture::Redacted);
+        assert!(config.telemetry.otlp.is_none());
+
+        let (config, _) = parse(
+            r#"
+            [log]
+            store = "postgres"
+            url = { env = "PG" }
+            capture = "hashed"
+            [telemetry.otlp]
+            endpoint = "http://127.0.0.1:4318/v1/traces"
+            headers = { authorization = { env = "OTLP_TOKEN" } }
+            [providers.s]
+            kind = "sim"
+            [models.m]
+            targets = [{ provider = "s", model = "x" }]
+            capture = "off"
+            "#,
+            &[
+                ("PG", "postgres://u:pw@127.0.0.1/keel"),
+                ("OTLP_TOKEN", "t0k3n"),
+            ],
+        )
+        .unwrap();
+        assert!(matches!(config.log.store, StoreKind::Postgres(_)));
+        assert_eq!(config.log.capture, Capture::Hashed);
+        assert_eq!(config.models["m"].capture, Some(Capture::Off));
+        let otlp = config.telemetry.otlp.unwrap();
+        assert_eq!(otlp.service_name, "keel");
+        assert_eq!(otlp.headers.len(), 1);
+
+        let err = parse(
+            r#"
+            [log]
+            store = "postgres"
+            url = { env = "UNSET" }
+            queue = 0
+            [telemetry.otlp]
+            endpoint = "127.0.0.1:4318"
+            headers = { authorization = { env = "UNSET_TOO" } }
+            "#,
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            error_locations(&err),
+            [
+                "log.url",
+                "log.queue",
+                "telemetry.otlp.endpoint",
+                "telemetry.otlp.headers.authorization"
+            ]
+        );
+        let err = parse("[log]\nstore = \"mysql\"\n", &[]).unwrap_err();
+        assert_eq!(error_locations(&err), ["log.store"]);
     }
 }

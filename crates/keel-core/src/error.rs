@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::redact;
+
 /// Who caused the error. Decides whether the client or the upstream is blamed
 /// in the message, and (with `retryable`) whether another attempt may help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,7 +179,10 @@ impl Error {
             kind,
             Source::Upstream,
             retryable,
-            format!("upstream `{provider}` returned {status}: {upstream_message}"),
+            format!(
+                "upstream `{provider}` returned {status}: {}",
+                redact::secrets(upstream_message)
+            ),
         )
         .with_provider(provider)
     }
@@ -207,7 +212,10 @@ impl Error {
             ErrorKind::UpstreamProtocol,
             Source::Upstream,
             true,
-            format!("upstream `{provider}` sent an invalid response: {what}"),
+            format!(
+                "upstream `{provider}` sent an invalid response: {}",
+                redact::secrets(&what.to_string())
+            ),
         )
         .with_provider(provider)
     }
@@ -217,7 +225,10 @@ impl Error {
             ErrorKind::UpstreamStreamError,
             Source::Upstream,
             true,
-            format!("upstream `{provider}` sent an error event: {upstream_message}"),
+            format!(
+                "upstream `{provider}` sent an error event: {}",
+                redact::secrets(upstream_message)
+            ),
         )
         .with_provider(provider)
     }

@@ -4,8 +4,14 @@
 //! An error carries where it came from ([`Source`]) and whether trying again
 //! could help (`retryable`); those two fields, not string matching, decide
 //! retries, fallback and the HTTP status a client sees.
+//!
+//! [`redact`] masks credentials (and, on request, personal data) in text
+//! keel passes on, stores or logs; upstream error messages go through it
+//! as the error is built, so a key an upstream echoes never reaches a
+//! client.
 
 mod error;
+pub mod redact;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -29,6 +35,18 @@ pub struct CallContext {
     /// The client's `x-keel-sim-fault` header. Only the simulator reads it;
     /// HTTP providers never forward it.
     pub sim_fault: Option<String>,
+    /// The request's trace, for the `traceparent` of each upstream call.
+    pub trace: Option<TraceIds>,
+    /// W3C `traceparent` for this call (set per attempt); HTTP providers
+    /// send it upstream.
+    pub traceparent: Option<String>,
+}
+
+/// The request's W3C trace id and sampling decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceIds {
+    pub trace_id: [u8; 16],
+    pub sampled: bool,
 }
 
 /// One upstream. `req.model` is already the upstream's model name.

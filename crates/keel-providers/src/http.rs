@@ -6,13 +6,13 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures::StreamExt;
-use keel_config::{HttpProvider, ProviderConfig};
-use keel_core::{Error, EventStream};
+use keel_config::{HttpProvider, ProviderConfig, ProviderKind};
+use keel_core::{CallContext, Error, EventStream};
 use keel_protocol::chat::StreamEvent;
 use keel_protocol::sse::{SseEvent, SseParser};
 use keel_protocol::{StreamError, anthropic, openai};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 /// One HTTP upstream: its name, pooled client and protocol.
 #[derive(Debug, Clone)]
@@ -21,6 +21,9 @@ pub(crate) struct Upstream {
     pub client: reqwest::Client,
     timeout: Duration,
     wire: Wire,
+    /// The key and secret header values, masked in upstream error messages
+    /// (some upstreams echo the key they rejected).
+    secrets: Vec<SecretString>,
 }
 
 impl Upstream {
@@ -39,22 +42,37 @@ impl Upstream {
                     config.name
                 ))
             })?;
+        let secrets = match &config.kind {
+            ProviderKind::OpenAi(h) | ProviderKind::Anthropic(h) => h
+                .api_key
+                .iter()
+                .chain(h.headers.iter().map(|(_, v)| v))
+                .cloned()
+                .collect(),
+            ProviderKind::Sim(_) => Vec::new(),
+        };
         Ok(Upstream {
             name: config.name.clone(),
             client,
             timeout: config.timeout,
             wire,
+            secrets,
         })
     }
 
-    /// Sends a request; on a non-success status, returns the typed upstream
-    /// error. `ttft` bounds the wait for the response headers.
+    /// Sends a request with the call's `traceparent`; on a non-success
+    /// status, returns the typed upstream error. `ctx.ttft` bounds the wait
+    /// for the response headers.
     pub async fn send(
         &self,
         request: reqwest::RequestBuilder,
-        ttft: Option<Duration>,
+        ctx: &CallContext,
     ) -> Result<reqwest::Response, Error> {
-        match ttft {
+        let request = match &ctx.traceparent {
+            Some(tp) => request.header("traceparent", tp),
+            None => request,
+        };
+        match ctx.ttft {
             None => send(self, request).await,
             Some(limit) => tokio::time::timeout(limit, send(self, request))
                 .await
@@ -143,10 +161,16 @@ async fn send(up: &Upstream, request: reqwest::RequestBuilder) -> Result<reqwest
     let body = response.bytes().await.unwrap_or_default();
     // The upstream's own message is kept (it helps whoever debugs), its raw
     // body is not passed through: the client gets keel's error shape.
-    let message = up
+    let mut message = up
         .wire
         .error_message(&body)
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    for secret in &up.secrets {
+        let secret = secret.expose_secret();
+        if !secret.is_empty() && message.contains(secret) {
+            message = message.replace(secret, "[REDACTED]");
+        }
+    }
     Err(Error::upstream_status(&up.name, status.as_u16(), &message).with_retry_after(retry_after))
 }
 

@@ -14,18 +14,30 @@ use keel_config::{Link, ModelConfig, Target, Trigger};
 use keel_core::{CallContext, Error, ErrorKind, EventStream, Source};
 use keel_protocol::chat::{ChatRequest, ChatResponse, FinishReason, StreamEvent};
 use keel_resilience::backoff::{Backoff, wait_before_retry};
+use keel_telemetry::trace;
 use tokio::time::Instant;
 
 use crate::state::{Gateway, Upstream};
 
-/// One try at one target, for the record and the `x-keel-attempts` header.
+/// One try at one target, for the record, its trace span and the
+/// `x-keel-attempts` header.
 #[derive(Debug, Clone)]
 pub(crate) struct Attempt {
     pub provider: String,
     pub model: String,
     /// `ok`, or the failure class (`error`, `timeout`, `rate_limit`, …).
     pub outcome: &'static str,
+    pub started: Instant,
+    /// Until the whole answer (or, for a stream, its first event) arrived.
     pub latency: Duration,
+    /// The back-off slept before this attempt.
+    pub waited: Duration,
+    pub stream: bool,
+    /// The upstream's status when it answered with an error one.
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    /// The span this call is traced as, sent upstream in `traceparent`.
+    pub span_id: [u8; 8],
 }
 
 /// A successful answer, before translation.
@@ -174,16 +186,28 @@ async fn try_target(
     };
     let ttft = model.ttft_timeout.unwrap_or(up.settings.ttft_timeout);
     let mut retries = 0;
+    let mut waited = Duration::ZERO;
     up.budget.deposit();
     loop {
-        let record = |attempts: &mut Vec<Attempt>, outcome, started: Instant| {
-            attempts.push(Attempt {
-                provider: target.provider.clone(),
-                model: target.model.clone(),
-                outcome,
-                latency: started.elapsed(),
-            });
-        };
+        let span_id = trace::new_span_id();
+        let record =
+            |attempts: &mut Vec<Attempt>, outcome, started: Instant, err: Option<&Error>| {
+                attempts.push(Attempt {
+                    provider: target.provider.clone(),
+                    model: target.model.clone(),
+                    outcome,
+                    started,
+                    latency: started.elapsed(),
+                    waited,
+                    stream: req.stream,
+                    status: err.and_then(|e| match e.kind {
+                        ErrorKind::UpstreamStatus(s) => Some(s),
+                        _ => None,
+                    }),
+                    error: err.map(|e| e.message.clone()),
+                    span_id,
+                });
+            };
         let started = Instant::now();
         let remaining = deadline.saturating_duration_since(started);
         if remaining.is_zero() {
@@ -195,7 +219,7 @@ async fn try_target(
         // Skipped at once, no timeout wasted: an open breaker or a full target.
         let permit = match up.breaker.as_ref().map(|b| b.try_acquire()) {
             Some(None) => {
-                record(attempts, "open_circuit", started);
+                record(attempts, "open_circuit", started, None);
                 return Err(fall_back_if(
                     model,
                     Trigger::OpenCircuit,
@@ -207,7 +231,7 @@ async fn try_target(
         };
         let slot = match up.limiter.as_ref().map(|l| l.try_acquire()) {
             Some(None) => {
-                record(attempts, "target_full", started);
+                record(attempts, "target_full", started, None);
                 return Err(fall_back_if(
                     model,
                     Trigger::OpenCircuit,
@@ -219,6 +243,14 @@ async fn try_target(
         };
         let mut call_ctx = ctx.clone();
         call_ctx.ttft = Some(ttft.min(remaining));
+        call_ctx.traceparent = ctx.trace.map(|t| {
+            trace::TraceContext {
+                trace_id: t.trace_id,
+                parent_span_id: None,
+                sampled: t.sampled,
+            }
+            .traceparent(span_id)
+        });
         let result =
             tokio::time::timeout_at(deadline, call(up, target, req, &call_ctx, ttft, deadline))
                 .await;
@@ -230,7 +262,7 @@ async fn try_target(
                 {
                     // A refusal is a healthy upstream: no breaker failure.
                     drop(permit);
-                    record(attempts, "content_filter", started);
+                    record(attempts, "content_filter", started, None);
                     return Err(Failure::FallBack(Error::upstream_status(
                         &target.provider,
                         400,
@@ -240,7 +272,7 @@ async fn try_target(
                 if let Some(p) = permit {
                     p.success();
                 }
-                record(attempts, "ok", started);
+                record(attempts, "ok", started, None);
                 let mut held: Vec<Box<dyn Any + Send>> = Vec::new();
                 if let Some(s) = slot {
                     held.push(Box::new(s));
@@ -266,6 +298,7 @@ async fn try_target(
             attempts,
             class.map_or("client_error", trigger_name),
             started,
+            Some(&err),
         );
         let Some(class) = class else {
             return Err(Failure::Stop(err));
@@ -281,6 +314,7 @@ async fn try_target(
             let remaining = deadline.saturating_duration_since(Instant::now());
             if let Some(wait) = wait_before_retry(delay, err.retry_after, remaining, MIN_ATTEMPT) {
                 tokio::time::sleep(wait).await;
+                waited = wait;
                 retries += 1;
                 continue;
             }

@@ -23,10 +23,10 @@ use keel_protocol::chat::{ChatRequest, Message, Protocol, ResponseFormat, Role, 
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::attempt::Attempt;
 use crate::body;
 use crate::front::Front;
 use crate::pipeline::{admit, deadline, json_holding};
+use crate::record::{Record, Trail};
 use crate::state::Gateway;
 use crate::validate::{self, Rejected};
 
@@ -134,10 +134,12 @@ pub async fn call(
     input: Value,
     ctx: &CallContext,
     headers: &HeaderMap,
+    trail: &mut Trail,
 ) -> Result<FunctionOutput, FunctionError> {
     let Some(function) = gw.inner.functions.get(name) else {
         return Err(FunctionError::NotFound(name.to_owned()));
     };
+    trail.subject = name.to_owned();
     if let Some(schema) = &function.input_schema {
         schema
             .validate(&input)
@@ -150,7 +152,7 @@ pub async fn call(
     };
     let first = render(function, &input).map_err(FunctionError::Call)?;
     let deadline = deadline(headers, model);
-    let mut attempts: Vec<Attempt> = Vec::new();
+    let before = trail.attempts.len();
     let check = |raw: &str| check(function, raw, &input);
     match validate::run(
         gw,
@@ -159,7 +161,7 @@ pub async fn call(
         ctx,
         deadline,
         function.config.max_reasks,
-        &mut attempts,
+        trail,
         &check,
     )
     .await
@@ -172,7 +174,7 @@ pub async fn call(
                 version: function.version.clone(),
                 provider: accepted.provider,
                 model: accepted.model,
-                attempts: attempts.len(),
+                attempts: trail.attempts.len() - before,
                 reasks: accepted.reasks,
                 repairs: accepted.repairs,
                 usage: accepted.usage,
@@ -182,7 +184,7 @@ pub async fn call(
         Err(Rejected::Invalid { errors, raw }) => Err(FunctionError::OutputInvalid {
             errors,
             raw,
-            attempts: attempts.len(),
+            attempts: trail.attempts.len() - before,
         }),
     }
 }
@@ -257,22 +259,35 @@ pub(crate) async fn invoke(
         Ok(x) => x,
         Err(shed) => return shed,
     };
-    rec.model.clone_from(&name);
-    let input = match read_input(&gw, &headers, body).await {
+    rec.data.route = Some(name.clone());
+    if let Some(f) = gw.inner.functions.get(&name) {
+        rec.data.route_version = Some(f.version.clone());
+        rec.data.model.clone_from(&f.config.model);
+        rec.capture(
+            gw.config()
+                .models
+                .get(&f.config.model)
+                .and_then(|m| m.capture),
+        );
+        rec.capture(f.config.capture);
+    }
+    let input = match read_input(&gw, &headers, body, &mut rec).await {
         Ok(v) => v,
         Err(e) => return crate::pipeline::failed(Front::OPENAI, rec, &e),
     };
-    let result = call(&gw, &name, input, &ctx, &headers).await;
+    rec.phase("decode");
+    let result = call(&gw, &name, input, &ctx, &headers, &mut rec.trail).await;
+    rec.phase("attempt");
     match result {
         Ok(out) => {
             rec.usage = out.meta.usage;
-            rec.provider = Some(out.meta.provider.clone());
-            rec.upstream_model = Some(out.meta.model.clone());
+            rec.served(&out.meta.provider, &out.meta.model);
+            let body = serde_json::to_vec(&out).unwrap_or_default();
+            if rec.wants_bodies() {
+                rec.output(String::from_utf8_lossy(&body).into_owned());
+            }
             rec.ok();
-            json_holding(
-                serde_json::to_vec(&out).unwrap_or_default(),
-                vec![Box::new(permit)],
-            )
+            json_holding(body, vec![Box::new(permit)])
         }
         Err(FunctionError::Call(e)) => crate::pipeline::failed(Front::OPENAI, rec, &e),
         Err(FunctionError::NotFound(name)) => crate::pipeline::failed(
@@ -306,7 +321,8 @@ pub(crate) async fn invoke(
             let message = format!(
                 "the output of `{name}` did not validate after {attempts} upstream call(s)"
             );
-            rec.fail(&Error::invalid_request(message.clone()));
+            rec.output(raw.clone());
+            rec.fail(&Error::output_invalid(message.clone()));
             error_body(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "output_invalid",
@@ -321,8 +337,10 @@ pub(crate) async fn read_input(
     gw: &Gateway,
     headers: &HeaderMap,
     body: Body,
+    rec: &mut Record,
 ) -> Result<Value, Error> {
     let bytes = body::read(headers, body, gw.config().server.max_body_bytes).await?;
+    rec.input(bytes.clone());
     let v: Value = serde_json::from_slice(&bytes)
         .map_err(|e| Error::invalid_request(format!("body is not valid JSON: {e}")))?;
     match v {

@@ -12,6 +12,7 @@
 mod attempt;
 mod body;
 mod error;
+mod feedback;
 mod front;
 mod functions;
 mod health;
@@ -22,6 +23,7 @@ mod pipeline;
 mod record;
 mod routes;
 mod serve;
+mod sinks;
 mod stack;
 mod stale;
 mod state;
@@ -44,6 +46,15 @@ impl Gateway {
             request_id: uuid::Uuid::new_v4().to_string(),
             ..keel_core::CallContext::default()
         };
-        functions::call(self, name, input, &ctx, &axum::http::HeaderMap::new()).await
+        let mut trail = record::Trail::default();
+        functions::call(
+            self,
+            name,
+            input,
+            &ctx,
+            &axum::http::HeaderMap::new(),
+            &mut trail,
+        )
+        .await
     }
 }

@@ -1,103 +1,51 @@
-//! `GET /metrics`: the reliability state in Prometheus text format, read
-//! from the live state at scrape time (breakers, admission, per-target
-//! in-flight). The request, latency, token and cost series come with the
-//! observability work and its registry; these gauges and counters stay.
-
-use std::fmt::Write as _;
+//! `GET /metrics`: Prometheus text format. Request series come from each
+//! request's record (`keel_telemetry::metrics`); the live state — breakers,
+//! admission, per-provider in-flight, the log queue — is read at scrape time.
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use keel_resilience::breaker::State as Breaker;
+use keel_telemetry::metrics::{Live, LogQueue};
 
 use crate::state::Gateway;
 
 pub(crate) async fn render(State(gw): State<Gateway>) -> Response {
-    let mut out = String::new();
     let inner = &gw.inner;
-    let mut upstreams: Vec<_> = inner.upstreams.iter().collect();
-    upstreams.sort_by(|a, b| a.0.cmp(b.0));
-
-    family(
-        &mut out,
-        "keel_breaker_state",
-        "gauge",
-        "Circuit breaker state per target: 0 closed, 1 half-open, 2 open.",
-    );
-    for (name, up) in &upstreams {
+    let mut live = Live {
+        in_flight: to_i64(inner.admission.in_flight()),
+        queued: to_i64(inner.admission.queued()),
+        ..Live::default()
+    };
+    for (name, up) in &inner.upstreams {
         if let Some(b) = &up.breaker {
-            let value = match b.state() {
+            let state = match b.state() {
                 Breaker::Closed => 0,
                 Breaker::HalfOpen => 1,
                 Breaker::Open => 2,
             };
-            let _ = writeln!(
-                out,
-                "keel_breaker_state{{target=\"{}\"}} {value}",
-                escape(name)
-            );
+            live.breakers
+                .push((name.clone(), state, b.snapshot().opened_total));
         }
-    }
-    family(
-        &mut out,
-        "keel_breaker_opened_total",
-        "counter",
-        "Times each target's circuit breaker opened.",
-    );
-    for (name, up) in &upstreams {
-        if let Some(b) = &up.breaker {
-            let _ = writeln!(
-                out,
-                "keel_breaker_opened_total{{target=\"{}\"}} {}",
-                escape(name),
-                b.snapshot().opened_total
-            );
-        }
-    }
-    family(
-        &mut out,
-        "keel_target_in_flight",
-        "gauge",
-        "Calls in flight to targets with a max_in_flight cap.",
-    );
-    for (name, up) in &upstreams {
         if let Some(l) = &up.limiter {
-            let _ = writeln!(
-                out,
-                "keel_target_in_flight{{target=\"{}\"}} {}",
-                escape(name),
-                l.in_flight()
-            );
+            live.target_in_flight
+                .push((name.clone(), to_i64(l.in_flight())));
         }
     }
-    family(
-        &mut out,
-        "keel_in_flight_requests",
-        "gauge",
-        "Requests holding an admission permit.",
-    );
-    let _ = writeln!(
-        out,
-        "keel_in_flight_requests {}",
-        inner.admission.in_flight()
-    );
-    family(
-        &mut out,
-        "keel_queued_requests",
-        "gauge",
-        "Requests waiting for an admission permit.",
-    );
-    let _ = writeln!(out, "keel_queued_requests {}", inner.admission.queued());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    let sinks = &inner.sinks;
+    live.log = sinks.recorder.as_ref().map(|r| LogQueue {
+        depth: to_i64(r.depth()),
+        dropped: r.dropped(),
+        written: r.written(),
+        failures: r.failures(),
+    });
+    (
+        [(header::CONTENT_TYPE, sinks.metrics.content_type())],
+        sinks.metrics.render(&live),
+    )
+        .into_response()
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-/// Label values escaped as the exposition format requires.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -14,7 +14,8 @@
 //! 8. validate output: not yet built;
 //! 9. **translate**: internal answer → the client's protocol, stream or not
 //!    (`front.rs`, `stream.rs`);
-//! 10. **record**: one record per request (`record.rs`).
+//! 10. **record**: one record per request, emitted once as a log line,
+//!     metrics, a trace and a stored row (`record.rs`, `sinks.rs`).
 //!
 //! Each phase ends the request with a typed [`Error`] when it fails.
 
@@ -35,8 +36,7 @@ use tokio::time::Instant;
 use crate::attempt::{self, Answer, Served};
 use crate::front::Front;
 use crate::held::{self, Held};
-use crate::record::Record;
-use crate::stack::REQUEST_ID;
+use crate::record::{Record, Trail};
 use crate::stale::StaleAnswers;
 use crate::state::Gateway;
 use crate::validate::{self, Rejected};
@@ -55,28 +55,30 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
         Err(shed) => return shed,
     };
     // 2. decode
-    let req = match decode(&gw, front, &headers, body).await {
+    let req = match decode(&gw, front, &headers, body, &mut rec).await {
         Ok(r) => r,
         Err(e) => return failed(front, rec, &e),
     };
-    rec.model.clone_from(&req.model);
-    rec.stream = req.stream;
+    rec.phase("decode");
+    rec.data.model.clone_from(&req.model);
+    rec.data.stream = req.stream;
     // 6. route
     let Some(model) = gw.config().models.get(&req.model) else {
         return failed(front, rec, &Error::model_not_found(&req.model));
     };
+    rec.capture(model.capture);
     let deadline = deadline(&headers, model);
     // 7. attempt
-    let mut attempts = Vec::new();
     let result = match &req.response_format {
         // 8. validate output, when the route opted in.
         Some(ResponseFormat::JsonSchema { schema, .. }) if model.validate_output => {
-            validated(&gw, model, &req, &ctx, deadline, schema, &mut attempts).await
+            rec.trail.subject = "response_format".to_owned();
+            validated(&gw, model, &req, &ctx, deadline, schema, &mut rec.trail).await
         }
-        _ => attempt::run(&gw, model, &req, &ctx, deadline, 0, &mut attempts).await,
+        _ => attempt::run(&gw, model, &req, &ctx, deadline, 0, &mut rec.trail.attempts).await,
     };
-    let count = attempts.len();
-    rec.attempts = attempts;
+    rec.phase("attempt");
+    let count = rec.trail.attempts.len();
     let input_estimate = tokens::estimate_request(&req);
     let mut held: Held = vec![Box::new(permit)];
     let (served, degraded) = match result {
@@ -90,8 +92,10 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
             }
         },
     };
-    rec.provider = Some(served.provider.clone());
-    rec.upstream_model = Some(served.model.clone());
+    rec.served(&served.provider, &served.model);
+    if let Some(how) = degraded {
+        rec.data.degraded = Some(how.to_owned());
+    }
     let mut names = vec![
         ("x-keel-provider", served.provider.clone()),
         ("x-keel-model", served.model.clone()),
@@ -112,8 +116,12 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
             }
             if !req.stream {
                 rec.usage = resp.usage;
+                let body = front.encode(&resp);
+                if rec.wants_bodies() {
+                    rec.output(String::from_utf8_lossy(&body).into_owned());
+                }
                 rec.ok();
-                let mut response = json_holding(front.encode(&resp), held);
+                let mut response = json_holding(body, held);
                 set_headers(&mut response, &names);
                 return response;
             }
@@ -140,16 +148,18 @@ pub(crate) async fn embeddings(gw: Gateway, headers: HeaderMap, body: Body) -> R
     };
     let result = async {
         let bytes = body::read(&headers, body, gw.config().server.max_body_bytes).await?;
+        rec.input(bytes.clone());
         let mut req = openai::decode_embeddings_request(&bytes).map_err(|e| {
             let err = Error::invalid_request(e.message);
             e.param.map_or(err.clone(), |p| err.with_param(p))
         })?;
-        rec.model.clone_from(&req.model);
+        rec.data.model.clone_from(&req.model);
         let model = gw
             .config()
             .models
             .get(&req.model)
             .ok_or_else(|| Error::model_not_found(&req.model))?;
+        rec.capture(model.capture);
         let (target, up) = model
             .targets()
             .find_map(|t| gw.inner.upstreams.get(&t.provider).map(|up| (t, up)))
@@ -159,8 +169,7 @@ pub(crate) async fn embeddings(gw: Gateway, headers: HeaderMap, body: Body) -> R
                     model.name
                 ))
             })?;
-        rec.provider = Some(target.provider.clone());
-        rec.upstream_model = Some(target.model.clone());
+        rec.served(&target.provider, &target.model);
         let base64 = req.encoding_format.as_deref() == Some("base64");
         let estimate = req
             .input
@@ -212,7 +221,7 @@ async fn validated(
     ctx: &CallContext,
     deadline: Instant,
     schema: &serde_json::Value,
-    attempts: &mut Vec<attempt::Attempt>,
+    trail: &mut Trail,
 ) -> Result<Served, Error> {
     let schema = Schema::compile(schema).map_err(|e| {
         Error::invalid_request(format!("response_format.json_schema.schema: {e}"))
@@ -226,7 +235,7 @@ async fn validated(
         ctx,
         deadline,
         model.max_reasks,
-        attempts,
+        trail,
         &check,
     )
     .await
@@ -248,7 +257,7 @@ async fn validated(
         Err(Rejected::Call(e)) => Err(e),
         Err(Rejected::Invalid { errors, .. }) => Err(Error::output_invalid(format!(
             "the answer did not match response_format.json_schema after {} call(s): {}",
-            attempts.len(),
+            trail.attempts.len(),
             errors.join("; ")
         ))),
     }
@@ -262,10 +271,13 @@ pub(crate) async fn admit(
     op: &'static str,
     headers: &HeaderMap,
 ) -> Result<(Record, CallContext, Permit), Response> {
-    let rec = Record::start(front, op, request_id(headers));
+    let mut rec = Record::start(gw, front, op, headers);
     let ctx = context(headers, &rec);
     match gw.inner.admission.acquire().await {
-        Ok(permit) => Ok((rec, ctx, permit)),
+        Ok(permit) => {
+            rec.admitted();
+            Ok((rec, ctx, permit))
+        }
         Err(shed) => Err(failed(front, rec, &Error::overloaded(shed.retry_after))),
     }
 }
@@ -276,8 +288,10 @@ async fn decode(
     front: Front,
     headers: &HeaderMap,
     body: Body,
+    rec: &mut Record,
 ) -> Result<ChatRequest, Error> {
     let bytes = body::read(headers, body, gw.config().server.max_body_bytes).await?;
+    rec.input(bytes.clone());
     front.decode(&bytes)
 }
 
@@ -373,14 +387,6 @@ pub(crate) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-pub(crate) fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
 pub(crate) fn context(headers: &HeaderMap, rec: &Record) -> CallContext {
     CallContext {
         request_id: rec.request_id().to_owned(),
@@ -389,6 +395,8 @@ pub(crate) fn context(headers: &HeaderMap, rec: &Record) -> CallContext {
             .get(SIM_FAULT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        trace: Some(rec.trace_ids()),
+        traceparent: None,
     }
 }
 

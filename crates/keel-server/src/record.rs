@@ -1,98 +1,436 @@
-//! The record phase: one structured log line per request, whatever its
-//! outcome, emitted exactly once: on completion, on error, or (through
-//! `Drop`) when the client goes away mid-stream. The persistent request log
-//! (SQLite/Postgres) builds on this record.
+//! Phase 10, record: every request leaves exactly one record, whatever its
+//! outcome — emitted on completion, on error, or (through `Drop`) when the
+//! client goes away mid-stream (status 499). Emitting is the one place
+//! where a request becomes observable, and it never blocks or fails it:
+//!
+//! - one JSON log line (`target: keel::request`);
+//! - the Prometheus series (`Metrics::observe`);
+//! - the trace: a span per phase and per upstream attempt, built from the
+//!   timings recorded here and handed to the OTLP exporter;
+//! - the stored record, pushed onto the request log's bounded queue.
+//!
+//! Free text that could hold a secret (error messages, captured bodies,
+//! tags) is scrubbed before it leaves; headers are never copied in.
 
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
 
-use keel_core::Error;
+use axum::http::HeaderMap;
+use bytes::Bytes;
+use keel_config::Capture;
+use keel_core::redact;
+use keel_core::{Error, TraceIds};
 use keel_protocol::chat::Usage;
+use keel_store::{AttemptRecord, RequestRecord, Verdict};
+use keel_telemetry::trace::{AttrValue, SpanData, SpanKind, TraceContext, new_span_id};
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 
 use crate::attempt::Attempt;
 use crate::error;
 use crate::front::Front;
+use crate::sinks::Sinks;
+use crate::stack::REQUEST_ID;
+use crate::state::Gateway;
 
-#[derive(Debug)]
-pub(crate) struct Record {
-    request_id: String,
-    front: &'static str,
-    op: &'static str,
-    started: Instant,
-    pub model: String,
-    pub stream: bool,
-    pub provider: Option<String>,
-    pub upstream_model: Option<String>,
-    pub usage: Usage,
+const SESSION_HEADER: &str = "x-keel-session";
+const TAGS_HEADER: &str = "x-keel-tags";
+const MAX_SESSION: usize = 128;
+const MAX_TAGS: usize = 16;
+const MAX_TAG_KEY: usize = 64;
+const MAX_TAG_VALUE: usize = 256;
+
+/// What the attempt and validate phases leave behind: every upstream call,
+/// every check's verdict, the re-asks.
+#[derive(Debug, Default)]
+pub(crate) struct Trail {
+    /// What validation verdicts are named for: the function, or the chat
+    /// request's `response_format`.
+    pub subject: String,
     pub attempts: Vec<Attempt>,
+    pub verdicts: Vec<Verdict>,
+    pub reasks: u32,
+}
+
+impl Trail {
+    /// A validation outcome: `pass`, `repaired` (with what) or `fail` (with why).
+    pub fn verdict(&mut self, name: &str, outcome: &str, detail: Option<String>) {
+        self.verdicts.push(Verdict {
+            stage: "validation".to_owned(),
+            name: name.to_owned(),
+            outcome: outcome.to_owned(),
+            detail,
+        });
+    }
+}
+
+pub(crate) struct Record {
+    gw: Gateway,
+    started: Instant,
+    wall: SystemTime,
+    trace: TraceContext,
+    span_id: [u8; 8],
+    /// Filled as the request goes; completed when emitted.
+    pub data: RequestRecord,
+    pub trail: Trail,
+    pub usage: Usage,
+    queued: Duration,
+    /// Finished phases: name, start, end.
+    phases: Vec<(&'static str, Instant, Instant)>,
+    mark: Instant,
+    first_byte: Option<Instant>,
+    capture: Capture,
+    input: Option<Bytes>,
+    output: Option<String>,
     done: bool,
 }
 
 impl Record {
-    pub fn start(front: Front, op: &'static str, request_id: String) -> Self {
+    pub fn start(gw: &Gateway, front: Front, op: &'static str, headers: &HeaderMap) -> Self {
+        let now = Instant::now();
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let trace = header("traceparent")
+            .and_then(TraceContext::from_traceparent)
+            .unwrap_or_else(TraceContext::new_root);
+        let sinks = &gw.inner.sinks;
+        let data = RequestRecord {
+            id: header(REQUEST_ID.as_str()).unwrap_or_default().to_owned(),
+            trace_id: trace.trace_id_hex(),
+            session: header(SESSION_HEADER).map(|s| sinks.scrub(cut(s, MAX_SESSION))),
+            tags: header(TAGS_HEADER)
+                .map(|t| tags(t, |s| sinks.scrub(s)))
+                .unwrap_or_default(),
+            time_ms: unix_ms(SystemTime::now()),
+            front: front.name().to_owned(),
+            op: op.to_owned(),
+            ..RequestRecord::default()
+        };
         Record {
-            request_id,
-            front: front.name(),
-            op,
-            started: Instant::now(),
-            model: String::new(),
-            stream: false,
-            provider: None,
-            upstream_model: None,
+            gw: gw.clone(),
+            started: now,
+            wall: SystemTime::now(),
+            trace,
+            span_id: new_span_id(),
+            data,
+            trail: Trail::default(),
             usage: Usage::default(),
-            attempts: Vec::new(),
+            queued: Duration::ZERO,
+            phases: Vec::new(),
+            mark: now,
+            first_byte: None,
+            capture: gw.config().log.capture,
+            input: None,
+            output: None,
             done: false,
         }
     }
 
     pub fn request_id(&self) -> &str {
-        &self.request_id
+        &self.data.id
     }
 
-    pub fn ok(mut self) {
-        self.emit(200, "ok", None);
+    /// The trace ids upstream calls carry in `traceparent`.
+    pub fn trace_ids(&self) -> TraceIds {
+        TraceIds {
+            trace_id: self.trace.trace_id,
+            sampled: self.trace.sampled,
+        }
     }
 
-    pub fn fail(mut self, err: &Error) {
-        let status = error::status(err).as_u16();
-        self.emit(status, error::code(err), Some(&err.message));
+    /// The admission wait is over: it counts as queueing, not overhead.
+    pub fn admitted(&mut self) {
+        self.queued = self.started.elapsed();
+        self.phase("admit");
     }
 
-    fn emit(&mut self, status: u16, outcome: &str, error: Option<&str>) {
+    /// Ends the current phase (it began where the last one ended).
+    pub fn phase(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.phases.push((name, self.mark, now));
+        self.mark = now;
+    }
+
+    /// A route's own capture policy, over `log.capture`.
+    pub fn capture(&mut self, policy: Option<Capture>) {
+        if let Some(p) = policy {
+            self.capture = p;
+        }
+    }
+
+    /// Whether bodies are kept at all (streams skip collecting text if not).
+    pub fn wants_bodies(&self) -> bool {
+        self.capture != Capture::Off
+    }
+
+    pub fn input(&mut self, body: Bytes) {
+        if self.wants_bodies() {
+            self.input = Some(body);
+        }
+    }
+
+    pub fn output(&mut self, text: String) {
+        if self.wants_bodies() {
+            self.output = Some(text);
+        }
+    }
+
+    /// The most of an output body worth collecting piece by piece.
+    pub fn capture_limit(&self) -> usize {
+        self.gw.config().log.capture_max_bytes
+    }
+
+    pub fn served(&mut self, provider: &str, model: &str) {
+        self.data.target = Some(format!("{provider}/{model}"));
+    }
+
+    /// The first byte of the answer is on its way to the client.
+    pub fn first_byte(&mut self) {
+        self.first_byte.get_or_insert_with(Instant::now);
+    }
+
+    pub fn ok(self) {
+        self.ok_with(200);
+    }
+
+    pub fn ok_with(mut self, status: u16) {
+        self.emit(status, None);
+    }
+
+    pub fn fail(self, err: &Error) {
+        self.fail_as(error::status(err).as_u16(), error::code(err), &err.message);
+    }
+
+    /// A failure whose response was built outside the error table (the
+    /// function and workflow endpoints' detailed errors).
+    pub fn fail_as(mut self, status: u16, kind: &str, message: &str) {
+        self.emit(status, Some((kind, message)));
+    }
+
+    fn emit(&mut self, status: u16, err: Option<(&str, &str)>) {
         self.done = true;
-        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let end = Instant::now();
+        let rec = self.complete(status, err, end);
+        let sinks = &self.gw.inner.sinks;
         // provider/model:outcome:ms per attempt, in order.
-        let attempts = self
+        let attempts = rec
             .attempts
             .iter()
             .map(|a| {
                 format!(
-                    "{}/{}:{}:{}",
-                    a.provider,
-                    a.model,
-                    a.outcome,
-                    a.latency.as_millis()
+                    "{}/{}:{}:{:.0}",
+                    a.provider, a.model, a.outcome, a.latency_ms
                 )
             })
             .collect::<Vec<_>>()
             .join(",");
-        tracing::info!(
-            target: "keel::request",
-            request_id = %self.request_id,
-            front = self.front,
-            op = self.op,
-            model = %self.model,
-            stream = self.stream,
-            provider = self.provider.as_deref().unwrap_or(""),
-            upstream_model = self.upstream_model.as_deref().unwrap_or(""),
-            status,
-            outcome,
-            error = error.unwrap_or(""),
-            input_tokens = self.usage.input_tokens,
-            output_tokens = self.usage.output_tokens,
-            latency_ms,
-            attempts = %attempts,
-            "request"
-        );
+        let error = rec.error.as_deref().unwrap_or("");
+        macro_rules! request_line {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: "keel::request",
+                    request_id = %rec.id,
+                    trace_id = %rec.trace_id,
+                    front = %rec.front,
+                    op = %rec.op,
+                    route = rec.route.as_deref().unwrap_or(""),
+                    model = %rec.model,
+                    stream = rec.stream,
+                    target = rec.target.as_deref().unwrap_or(""),
+                    status,
+                    error_kind = rec.error_kind.as_deref().unwrap_or(""),
+                    error,
+                    input_tokens = rec.input_tokens,
+                    output_tokens = rec.output_tokens,
+                    latency_ms = rec.latency_ms,
+                    overhead_ms = rec.overhead_ms,
+                    attempts = %attempts,
+                    "request"
+                )
+            };
+        }
+        // 5xx and disconnects are worth a look; the rest is traffic.
+        if status >= 499 {
+            request_line!(warn);
+        } else {
+            request_line!(info);
+        }
+        sinks.metrics.observe(&rec);
+        if let Some(tracer) = &sinks.tracer {
+            tracer.export(&self.trace, self.spans(&rec, end));
+        }
+        if let Some(recorder) = &sinks.recorder {
+            // A full queue is counted and logged by the recorder; the
+            // request goes on regardless.
+            recorder.push(rec);
+        }
+    }
+
+    /// The stored form: timings settled, text scrubbed, bodies captured.
+    fn complete(&mut self, status: u16, err: Option<(&str, &str)>, end: Instant) -> RequestRecord {
+        let sinks = &self.gw.inner.sinks;
+        let since = |t: Instant| ms(t.saturating_duration_since(self.started));
+        let mut rec = std::mem::take(&mut self.data);
+        rec.status = status;
+        rec.latency_ms = since(end);
+        rec.ttft_ms = self.first_byte.map(since);
+        rec.attempts = self
+            .trail
+            .attempts
+            .iter()
+            .map(|a| AttemptRecord {
+                provider: a.provider.clone(),
+                model: a.model.clone(),
+                outcome: a.outcome.to_owned(),
+                status: a.status,
+                start_ms: since(a.started),
+                latency_ms: ms(a.latency),
+                ttft_ms: (a.stream && a.outcome == "ok").then(|| ms(a.latency)),
+                error: a.error.as_deref().map(|e| sinks.scrub(e)),
+            })
+            .collect();
+        // Upstream time: every call, plus the rest of a streamed answer
+        // after its first event (keel relays it as it comes).
+        let calls: Duration = self.trail.attempts.iter().map(|a| a.latency).sum();
+        let stream_tail = match (rec.stream, self.first_byte) {
+            (true, Some(first)) => end.saturating_duration_since(first),
+            _ => Duration::ZERO,
+        };
+        let waited: Duration = self.trail.attempts.iter().map(|a| a.waited).sum();
+        rec.upstream_ms = ms(calls + stream_tail);
+        rec.overhead_ms =
+            (rec.latency_ms - rec.upstream_ms - ms(self.queued) - ms(waited)).max(0.0);
+        rec.input_tokens = u64::from(self.usage.input_tokens);
+        rec.output_tokens = u64::from(self.usage.output_tokens);
+        rec.fallback = match (self.trail.attempts.first(), &rec.target) {
+            (Some(first), Some(target)) => *target != format!("{}/{}", first.provider, first.model),
+            _ => false,
+        };
+        if let Some((kind, message)) = err {
+            rec.error_kind = Some(kind.to_owned());
+            rec.error = Some(sinks.scrub(message));
+        }
+        rec.verdicts = std::mem::take(&mut self.trail.verdicts);
+        rec.reasks = self.trail.reasks;
+        for v in &mut rec.verdicts {
+            v.detail = v.detail.as_deref().map(|d| sinks.scrub(d));
+        }
+        rec.capture = self.capture;
+        let limit = self.gw.config().log.capture_max_bytes;
+        let input = self
+            .input
+            .take()
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        rec.input = input.and_then(|t| captured(self.capture, &t, limit, sinks));
+        rec.output = self
+            .output
+            .take()
+            .and_then(|t| captured(self.capture, &t, limit, sinks));
+        rec
+    }
+
+    /// The request's span tree: the root (server) span, a span per phase,
+    /// and a client span per upstream attempt (under the `attempt` phase
+    /// when there is one).
+    fn spans(&self, rec: &RequestRecord, end: Instant) -> SpanData {
+        let at = |t: Instant| self.wall + t.saturating_duration_since(self.started);
+        let operation = match rec.op.as_str() {
+            "chat" | "function" | "workflow" => "chat",
+            other => other,
+        };
+        let mut attempts: Vec<SpanData> = self
+            .trail
+            .attempts
+            .iter()
+            .zip(&rec.attempts)
+            .map(|(a, r)| {
+                let mut attributes = vec![
+                    ("gen_ai.operation.name", str(operation)),
+                    ("gen_ai.provider.name", str(&a.provider)),
+                    ("gen_ai.request.model", str(&a.model)),
+                    ("keel.attempt.outcome", str(a.outcome)),
+                ];
+                if let Some(s) = a.status {
+                    attributes.push(("http.response.status_code", AttrValue::I64(s.into())));
+                }
+                if a.outcome != "ok" {
+                    attributes.push(("error.type", str(a.outcome)));
+                }
+                SpanData {
+                    span_id: a.span_id,
+                    name: format!("{operation} {}", a.model),
+                    kind: SpanKind::Client,
+                    start: at(a.started),
+                    end: at(a.started + a.latency),
+                    attributes,
+                    error: (a.outcome != "ok")
+                        .then(|| r.error.clone().unwrap_or_else(|| a.outcome.to_owned())),
+                    children: Vec::new(),
+                }
+            })
+            .collect();
+        let mut phases: Vec<SpanData> = self
+            .phases
+            .iter()
+            .chain(std::iter::once(&("respond", self.mark, end)))
+            .map(|(name, start, stop)| SpanData {
+                span_id: new_span_id(),
+                name: (*name).to_owned(),
+                kind: SpanKind::Internal,
+                start: at(*start),
+                end: at(*stop),
+                attributes: Vec::new(),
+                error: None,
+                children: Vec::new(),
+            })
+            .collect();
+        match phases.iter_mut().find(|p| p.name == "attempt") {
+            Some(p) => p.children.append(&mut attempts),
+            None => phases.append(&mut attempts),
+        }
+        let mut attributes = vec![
+            ("gen_ai.operation.name", str(operation)),
+            ("gen_ai.request.model", str(&rec.model)),
+            (
+                "gen_ai.usage.input_tokens",
+                AttrValue::I64(to_i64(rec.input_tokens)),
+            ),
+            (
+                "gen_ai.usage.output_tokens",
+                AttrValue::I64(to_i64(rec.output_tokens)),
+            ),
+            (
+                "http.response.status_code",
+                AttrValue::I64(rec.status.into()),
+            ),
+            ("keel.request_id", str(&rec.id)),
+            ("keel.front", str(&rec.front)),
+            ("keel.op", str(&rec.op)),
+        ];
+        if let Some((provider, model)) = rec.target.as_deref().and_then(|t| t.split_once('/')) {
+            attributes.push(("gen_ai.provider.name", str(provider)));
+            attributes.push(("gen_ai.response.model", str(model)));
+        }
+        if let Some(route) = &rec.route {
+            attributes.push(("keel.route", str(route)));
+        }
+        if let Some(kind) = &rec.error_kind {
+            attributes.push(("error.type", str(kind)));
+        }
+        SpanData {
+            span_id: self.span_id,
+            name: if rec.model.is_empty() {
+                operation.to_owned()
+            } else {
+                format!("{operation} {}", rec.model)
+            },
+            kind: SpanKind::Server,
+            start: self.wall,
+            end: at(end),
+            attributes,
+            error: rec.error.clone(),
+            children: phases,
+        }
     }
 }
 
@@ -101,7 +439,66 @@ impl Drop for Record {
         if !self.done {
             // 499: the client closed the connection before the answer ended
             // (the convention nginx made common).
-            self.emit(499, "client_disconnected", None);
+            self.emit(499, None);
         }
     }
+}
+
+/// A body as the capture policy keeps it.
+fn captured(policy: Capture, text: &str, limit: usize, sinks: &Sinks) -> Option<String> {
+    Some(match policy {
+        Capture::Off => return None,
+        Capture::Hashed => {
+            Sha256::digest(text.as_bytes())
+                .iter()
+                .fold(String::from("sha256:"), |mut hex, b| {
+                    let _ = write!(hex, "{b:02x}");
+                    hex
+                })
+        }
+        // Even a full capture never keeps a credential.
+        Capture::Full => cut(&sinks.scrub(text), limit).to_owned(),
+        Capture::Redacted => cut(&sinks.scrub(&redact::personal(text)), limit).to_owned(),
+    })
+}
+
+/// `key=value,key2=value2`, bounded in count and size; malformed pairs skipped.
+fn tags(header: &str, scrub: impl Fn(&str) -> String) -> BTreeMap<String, String> {
+    header
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .filter(|(k, _)| !k.is_empty())
+        .take(MAX_TAGS)
+        .map(|(k, v)| (scrub(cut(k, MAX_TAG_KEY)), scrub(cut(v, MAX_TAG_VALUE))))
+        .collect()
+}
+
+/// At most `max` bytes of `s`, cut on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn str(s: &str) -> AttrValue {
+    AttrValue::Str(s.to_owned())
 }

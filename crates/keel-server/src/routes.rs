@@ -10,8 +10,9 @@ use axum::routing::{get, post};
 use keel_core::Error;
 
 use crate::front::Front;
+use crate::record::Record;
 use crate::state::Gateway;
-use crate::{functions, health, metrics, models, pipeline, stack, workflows};
+use crate::{feedback, functions, health, metrics, models, pipeline, stack, workflows};
 
 pub(crate) fn router(gw: Gateway) -> Router {
     let routes = Router::new()
@@ -20,6 +21,7 @@ pub(crate) fn router(gw: Gateway) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/functions/{name}", post(functions::invoke))
         .route("/v1/workflows/{name}", post(workflows::invoke))
+        .route("/v1/feedback", post(feedback::submit))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
         .route("/healthz", get(health::healthz))
@@ -44,17 +46,30 @@ async fn embeddings(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -
 }
 
 /// Unknown paths get a 404, known paths with the wrong method a 405, in the
-/// shape of the protocol the client appears to speak.
-async fn not_found(method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    models::front_of(&headers).error_response(&Error::not_found(format!(
-        "no route for {method} {}",
-        uri.path()
-    )))
+/// shape of the protocol the client appears to speak. Both leave a record:
+/// a client calling the wrong URL is worth seeing.
+async fn not_found(
+    State(gw): State<Gateway>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let err = Error::not_found(format!("no route for {method} {}", uri.path()));
+    refuse(&gw, &headers, &err)
 }
 
-async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    models::front_of(&headers).error_response(&Error::method_not_allowed(format!(
-        "{} does not accept {method}",
-        uri.path()
-    )))
+async fn method_not_allowed(
+    State(gw): State<Gateway>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let err = Error::method_not_allowed(format!("{} does not accept {method}", uri.path()));
+    refuse(&gw, &headers, &err)
+}
+
+fn refuse(gw: &Gateway, headers: &HeaderMap, err: &Error) -> Response {
+    let front = models::front_of(headers);
+    Record::start(gw, front, "other", headers).fail(err);
+    front.error_response(err)
 }

@@ -1,7 +1,8 @@
 //! Binding the router to a listener, with graceful shutdown: when
 //! `shutdown` resolves, keel stops accepting, lets in-flight requests
 //! (streams included) finish, and gives up on them after
-//! `server.shutdown_grace`.
+//! `server.shutdown_grace`; then the request log and the trace exporter
+//! are flushed (within the same grace again).
 
 use std::future::Future;
 
@@ -18,7 +19,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = gw.config().server.shutdown_grace;
-    let app = routes::router(gw);
+    let app = routes::router(gw.clone());
     // Headers and body go out in separate writes; without TCP_NODELAY a
     // keep-alive client's delayed ACK stalls each response ~40 ms.
     let listener = listener.tap_io(|tcp| {
@@ -36,7 +37,7 @@ pub async fn serve(
         let _ = started_tx.send(());
     };
     let server = axum::serve(listener, app).with_graceful_shutdown(signal);
-    tokio::select! {
+    let result = tokio::select! {
         result = server => result,
         () = async {
             if started_rx.await.is_ok() {
@@ -48,5 +49,8 @@ pub async fn serve(
             tracing::warn!("shutdown grace expired: closing the requests still in flight");
             Ok(())
         }
-    }
+    };
+    // Every request has emitted its record by now: write them out.
+    gw.inner.sinks.shutdown(grace).await;
+    result
 }

@@ -13,7 +13,10 @@ use keel_resilience::balance::{Group, Strategy};
 use keel_resilience::breaker::{Breaker, BreakerConfig};
 use keel_resilience::budget::{BudgetConfig, RetryBudget};
 
+use keel_store::{Recorder, Writer};
+
 use crate::functions::Function;
+use crate::sinks::Sinks;
 use crate::stale::StaleAnswers;
 use crate::workflows::Workflow;
 
@@ -35,6 +38,8 @@ pub(crate) struct Inner {
     /// Functions, compiled once (templates, schemas, rules).
     pub functions: HashMap<String, Function>,
     pub workflows: HashMap<String, Workflow>,
+    /// Metrics, the request log, traces.
+    pub sinks: Sinks,
 }
 
 /// One provider and the reliability state that guards it.
@@ -47,9 +52,22 @@ pub(crate) struct Upstream {
 }
 
 impl Gateway {
-    /// Builds every available provider's client and its reliability state.
-    /// Fails only on a provider that cannot be built at all.
+    /// Builds every available provider's client and its reliability state,
+    /// metrics and trace export — everything but the request log's store
+    /// (see [`Gateway::open`]). Fails only on a provider that cannot be
+    /// built at all.
     pub fn new(config: Config) -> Result<Self, Error> {
+        Self::build(config, None)
+    }
+
+    /// [`Gateway::new`] plus the configured request log: the store opened
+    /// (and migrated) and its writer started. What `keel serve` runs.
+    pub async fn open(config: Config) -> Result<Self, Error> {
+        let log = Sinks::open_log(&config).await?;
+        Self::build(config, log)
+    }
+
+    fn build(config: Config, log: Option<(Recorder, Writer)>) -> Result<Self, Error> {
         let mut upstreams = HashMap::new();
         for (name, p) in &config.providers {
             if p.availability.is_err() {
@@ -126,8 +144,10 @@ impl Gateway {
         for (name, w) in &config.workflows {
             workflows.insert(name.clone(), Workflow::compile(w).map_err(Error::internal)?);
         }
+        let sinks = Sinks::new(&config, log)?;
         Ok(Gateway {
             inner: Arc::new(Inner {
+                sinks,
                 functions,
                 workflows,
                 config,

@@ -30,6 +30,10 @@ struct State {
     /// `Done` so every client sees a finish reason.
     finished: bool,
     saw_tool_call: bool,
+    /// The streamed text, for the record's captured output (up to
+    /// `capture_limit` bytes; nothing when bodies are not captured).
+    text: String,
+    capture_limit: usize,
 }
 
 pub(crate) fn respond(
@@ -40,6 +44,11 @@ pub(crate) fn respond(
     input_estimate: u32,
     held: Held,
 ) -> Response {
+    let capture_limit = if record.wants_bodies() {
+        record.capture_limit()
+    } else {
+        0
+    };
     let state = State {
         events,
         _held: held,
@@ -50,6 +59,8 @@ pub(crate) fn respond(
         output_bytes: 0,
         finished: false,
         saw_tool_call: false,
+        text: String::new(),
+        capture_limit,
     };
     let body = futures::stream::unfold(state, |mut s| async move {
         let bytes = s.next_frame().await?;
@@ -65,13 +76,26 @@ pub(crate) fn respond(
         .into_response()
 }
 
+/// A client that goes away mid-stream still leaves a record with what it
+/// was sent: the usage so far (never zero) and the text.
+impl Drop for State {
+    fn drop(&mut self) {
+        let usage = self.final_usage();
+        let text = std::mem::take(&mut self.text);
+        if let Some(r) = self.record.as_mut() {
+            r.usage = usage;
+            r.output(text);
+        }
+    }
+}
+
 impl State {
     /// The next non-empty chunk of SSE bytes, or `None` once a terminal
     /// event has been written.
     async fn next_frame(&mut self) -> Option<Bytes> {
         let mut out = Vec::new();
         while out.is_empty() {
-            self.record.as_ref()?;
+            self.record.as_mut()?.first_byte();
             match self.events.next().await {
                 Some(Ok(StreamEvent::Done)) => {
                     if !self.finished {
@@ -87,6 +111,7 @@ impl State {
                     self.encoder.event(&StreamEvent::Done, &mut out);
                     if let Some(mut r) = self.record.take() {
                         r.usage = usage;
+                        r.output(std::mem::take(&mut self.text));
                         r.ok();
                     }
                 }
@@ -109,9 +134,13 @@ impl State {
                         }
                         StreamEvent::Finish(_) => self.finished = true,
                         StreamEvent::ToolCallStart { .. } => self.saw_tool_call = true,
-                        StreamEvent::TextDelta(t) => self.output_bytes += t.len(),
+                        StreamEvent::TextDelta(t) => {
+                            self.output_bytes += t.len();
+                            self.collect(t);
+                        }
                         StreamEvent::ToolCallDelta { arguments, .. } => {
-                            self.output_bytes += arguments.len()
+                            self.output_bytes += arguments.len();
+                            self.collect(arguments);
                         }
                         _ => {}
                     }
@@ -131,7 +160,21 @@ impl State {
         self.encoder.error(err, out);
         if let Some(mut r) = self.record.take() {
             r.usage = self.final_usage();
+            r.output(std::mem::take(&mut self.text));
             r.fail(err);
+        }
+    }
+
+    fn collect(&mut self, piece: &str) {
+        let room = self.capture_limit.saturating_sub(self.text.len());
+        if room >= piece.len() {
+            self.text.push_str(piece);
+        } else if room > 0 {
+            let mut end = room;
+            while !piece.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.text.push_str(&piece[..end]);
         }
     }
 

@@ -13,8 +13,9 @@ use keel_protocol::chat::{ChatRequest, ChatResponse, Message, Role, Usage};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::attempt::{self, Answer, Attempt};
+use crate::attempt::{self, Answer};
 use crate::held::Held;
+use crate::record::Trail;
 use crate::state::Gateway;
 
 /// What decides whether a reply is acceptable: the accepted value and the
@@ -64,9 +65,11 @@ pub(crate) async fn run(
     ctx: &CallContext,
     deadline: Instant,
     max_reasks: u32,
-    attempts: &mut Vec<Attempt>,
+    trail: &mut Trail,
     check: &Check<'_>,
 ) -> Result<Accepted, Rejected> {
+    let checked = trail.subject.clone();
+    let checked = checked.as_str();
     let mut usage = Usage::default();
     let mut reasks_total = 0;
     let mut last_invalid: Option<(Vec<String>, String)> = None;
@@ -77,15 +80,17 @@ pub(crate) async fn run(
         let mut req = first.clone();
         let mut reasks = 0;
         loop {
-            let served = match attempt::run(gw, model, &req, ctx, deadline, from, attempts).await {
-                Ok(s) => s,
-                Err(e) => {
-                    return Err(match last_invalid {
-                        Some((errors, raw)) => Rejected::Invalid { errors, raw },
-                        None => Rejected::Call(e),
-                    });
-                }
-            };
+            let served =
+                match attempt::run(gw, model, &req, ctx, deadline, from, &mut trail.attempts).await
+                {
+                    Ok(s) => s,
+                    Err(e) => {
+                        return Err(match last_invalid {
+                            Some((errors, raw)) => Rejected::Invalid { errors, raw },
+                            None => Rejected::Call(e),
+                        });
+                    }
+                };
             let Answer::Full(response) = served.answer else {
                 return Err(Rejected::Call(Error::internal(
                     "a validated call was answered as a stream",
@@ -104,6 +109,15 @@ pub(crate) async fn run(
                 .map_or_else(|| response.text.clone(), |c| c.arguments.clone());
             match check(&raw) {
                 Ok((value, repairs)) => {
+                    match repairs.as_slice() {
+                        [] => trail.verdict(checked, "pass", None),
+                        done => trail.verdict(
+                            checked,
+                            "repaired",
+                            Some(serde_json::to_string(done).unwrap_or_default()),
+                        ),
+                    }
+                    trail.reasks = reasks_total;
                     return Ok(Accepted {
                         value,
                         repairs,
@@ -117,6 +131,7 @@ pub(crate) async fn run(
                 }
                 Err(errors) => {
                     tracing::info!(provider = %served.provider, reasks, errors = ?errors, "invalid output");
+                    trail.verdict(checked, "fail", Some(errors.join("; ")));
                     last_invalid = Some((errors.clone(), raw.clone()));
                     if reasks >= max_reasks {
                         from = served.link + 1;
@@ -124,6 +139,7 @@ pub(crate) async fn run(
                     }
                     reasks += 1;
                     reasks_total += 1;
+                    trail.reasks = reasks_total;
                     req.messages.push(Message::text(Role::Assistant, raw));
                     req.messages
                         .push(Message::text(Role::User, reask_prompt(&errors)));

@@ -61,7 +61,7 @@ pub(crate) async fn invoke(
         Ok(x) => x,
         Err(shed) => return shed,
     };
-    rec.model.clone_from(&name);
+    rec.data.route = Some(name.clone());
     let Some(workflow) = gw.inner.workflows.get(&name) else {
         return failed(
             Front::OPENAI,
@@ -69,10 +69,11 @@ pub(crate) async fn invoke(
             &Error::not_found(format!("workflow `{name}` is not configured")),
         );
     };
-    let input = match functions::read_input(&gw, &headers, body).await {
+    let input = match functions::read_input(&gw, &headers, body, &mut rec).await {
         Ok(v) => v,
         Err(e) => return failed(Front::OPENAI, rec, &e),
     };
+    rec.phase("decode");
     let mut outputs = Map::new(); // step name → {"output": …}, for mapping and conditions
     let mut report: Vec<Value> = Vec::new();
     for (step, condition) in workflow.config.steps.iter().zip(&workflow.conditions) {
@@ -98,15 +99,27 @@ pub(crate) async fn invoke(
             }
         }
         let step_input = map_input(step, &input, &steps);
-        // Each step leaves its own record, under the workflow's request id.
-        let mut step_rec = Record::start(Front::OPENAI, "workflow_step", ctx.request_id.clone());
-        step_rec.model = format!("{name}/{}", step.name);
-        match functions::call(&gw, &step.function, step_input, &ctx, &headers).await {
+        // Every step's calls and verdicts go into the workflow's one record.
+        match functions::call(
+            &gw,
+            &step.function,
+            step_input,
+            &ctx,
+            &headers,
+            &mut rec.trail,
+        )
+        .await
+        {
             Ok(out) => {
-                step_rec.usage = out.meta.usage;
-                step_rec.provider = Some(out.meta.provider.clone());
-                step_rec.upstream_model = Some(out.meta.model.clone());
-                step_rec.ok();
+                rec.usage.input_tokens = rec
+                    .usage
+                    .input_tokens
+                    .saturating_add(out.meta.usage.input_tokens);
+                rec.usage.output_tokens = rec
+                    .usage
+                    .output_tokens
+                    .saturating_add(out.meta.usage.output_tokens);
+                rec.served(&out.meta.provider, &out.meta.model);
                 outputs.insert(step.name.clone(), json!({"output": out.output}));
                 report.push(json!({"step": step.name, "status": "ok", "output": out.output, "meta": out.meta}));
             }
@@ -137,18 +150,18 @@ pub(crate) async fn invoke(
                         json!(null),
                     ),
                 };
-                step_rec.fail(&Error::invalid_request(message.clone()));
                 return step_failed(rec, step, status, code, &message, details, report);
             }
         }
     }
-    rec.ok();
+    rec.phase("attempt");
     let body = json!({"workflow": name, "request_id": ctx.request_id, "steps": report});
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_vec(&body).unwrap_or_default(),
-    )
-        .into_response()
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    if rec.wants_bodies() {
+        rec.output(String::from_utf8_lossy(&body).into_owned());
+    }
+    rec.ok();
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// The step's input: literals as written, `{ from = pointer }` resolved
@@ -179,10 +192,11 @@ fn step_failed(
     details: Value,
     done: Vec<Value>,
 ) -> Response {
-    rec.fail(&Error::invalid_request(format!(
-        "step `{}`: {message}",
-        step.name
-    )));
+    rec.fail_as(
+        status.as_u16(),
+        code,
+        &format!("step `{}`: {message}", step.name),
+    );
     let body = json!({"error": {
         "message": format!("workflow stopped at step `{}`: {message}", step.name),
         "type": "invalid_request_error", "param": null, "code": code,

@@ -113,25 +113,56 @@ pub async fn sim(config: SimConfig) -> (Running, Simulator) {
 }
 
 /// keel on a config given as TOML text; environment lookups see only `env`.
+/// The request log is not opened (see [`keel_logged`]).
 pub async fn keel_with_env(config: &str, env: &[(&str, &str)]) -> Running {
+    let (config, _warnings) = parse(config, env);
+    let gateway = match keel_server::Gateway::new(config) {
+        Ok(g) => g,
+        Err(e) => panic!("cannot build gateway: {e}"),
+    };
+    run(gateway).await
+}
+
+/// keel with its `[log]` store opened, as `keel serve` runs it. Shutting
+/// the handle down gracefully flushes every record.
+pub async fn keel_logged(config: &str, env: &[(&str, &str)]) -> Running {
+    let (config, _warnings) = parse(config, env);
+    let gateway = match keel_server::Gateway::open(config).await {
+        Ok(g) => g,
+        Err(e) => panic!("cannot open gateway: {e}"),
+    };
+    run(gateway).await
+}
+
+fn parse(config: &str, env: &[(&str, &str)]) -> (Config, Vec<keel_config::Issue>) {
     let env: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
     let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let (config, _warnings) = match Config::parse(config, Path::new("."), &lookup) {
+    match Config::parse(config, Path::new("."), &lookup) {
         Ok(c) => c,
         Err(e) => panic!("invalid keel config:\n{e}"),
-    };
-    let gateway = match keel_server::Gateway::new(config) {
-        Ok(g) => g,
-        Err(e) => panic!("cannot build gateway: {e}"),
-    };
+    }
+}
+
+async fn run(gateway: keel_server::Gateway) -> Running {
     spawn(loopback().await, move |listener, stopped| async move {
         keel_server::serve(gateway, listener, async {
             let _ = stopped.await;
         })
         .await
+    })
+}
+
+/// Any axum router on 127.0.0.1 (mock upstreams, test receivers).
+pub async fn serve_router(router: axum::Router) -> Running {
+    spawn(loopback().await, move |listener, stopped| async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
     })
 }
 

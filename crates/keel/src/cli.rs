@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use keel_config::{Config, FaultRule, Issue, ProviderKind, Severity, SimConfig};
 use tokio::net::TcpListener;
 
+use crate::inspect;
 use crate::logging::LogFormat;
 
 /// The default config, built in so `keel serve` works from any directory.
@@ -39,6 +40,10 @@ enum Command {
         /// Override `server.listen` (e.g. 127.0.0.1:0 for an ephemeral port).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Override the request log's store: a SQLite file or a
+        /// postgres:// URL (`keel logs` reads the same variable).
+        #[arg(long, env = "KEEL_DB")]
+        db: Option<String>,
     },
     /// Run the provider simulator as an HTTP upstream (OpenAI and Anthropic protocols).
     Sim {
@@ -67,6 +72,45 @@ enum Command {
         /// Config file. Default: ./keel.toml if present, else the built-in default.
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+    /// The request log, newest last: filter by model, target, key, status,
+    /// time window and text.
+    Logs {
+        #[command(flatten)]
+        source: inspect::Source,
+        #[command(flatten)]
+        select: inspect::Select,
+        /// How many of the newest requests to show.
+        #[arg(long, short = 'n', default_value_t = 50)]
+        limit: usize,
+        /// Keep printing requests as they are recorded.
+        #[arg(long, short)]
+        follow: bool,
+        /// One JSON record per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The whole story of one request: phases, attempts, verdicts, bodies.
+    Show {
+        /// The request id (`x-request-id`).
+        id: String,
+        #[command(flatten)]
+        source: inspect::Source,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts, error rates, latency and TTFT percentiles, tokens, cost,
+    /// cache and fallback rates, per model, target or key over a window.
+    Stats {
+        #[command(flatten)]
+        source: inspect::Source,
+        #[command(flatten)]
+        select: inspect::Select,
+        /// Group by `model`, `target`, `key` or `none`.
+        #[arg(long, default_value = "model", value_parser = inspect::parse_group)]
+        by: keel_store::GroupBy,
+        #[arg(long)]
+        json: bool,
     },
     /// Configuration tools.
     Config {
@@ -102,7 +146,38 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config {
             command: ConfigCommand::Check { path },
         } => Ok(check(&path)),
-        Command::Serve { config, listen } => runtime()?.block_on(serve(config, listen)),
+        Command::Serve { config, listen, db } => runtime()?.block_on(serve(config, listen, db)),
+        Command::Logs {
+            source,
+            mut select,
+            limit,
+            follow,
+            json,
+        } => runtime()?.block_on(async {
+            select.default_window();
+            let store = inspect::open(&source, || config_of(&source)).await?;
+            inspect::logs(&store, &select, limit, follow, json).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Show { id, source, json } => runtime()?.block_on(async {
+            let store = inspect::open(&source, || config_of(&source)).await?;
+            Ok(if inspect::show(&store, &id, json).await? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }),
+        Command::Stats {
+            source,
+            mut select,
+            by,
+            json,
+        } => runtime()?.block_on(async {
+            select.default_window();
+            let store = inspect::open(&source, || config_of(&source)).await?;
+            inspect::stats(&store, &select, by, json).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
         Command::Call {
             function,
             input,
@@ -122,6 +197,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             runtime()?.block_on(sim(SocketAddr::new(host, port), &config))
         }
+    }
+}
+
+fn config_of(source: &inspect::Source) -> anyhow::Result<Config> {
+    match load(source.config.as_deref()) {
+        Ok((config, _, _)) => Ok(config),
+        Err(e) => bail!("invalid config:\n{e}"),
     }
 }
 
@@ -184,6 +266,7 @@ fn check(path: &Path) -> ExitCode {
 async fn serve(
     config_path: Option<PathBuf>,
     listen: Option<SocketAddr>,
+    db: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let (mut config, warnings, source) = match load(config_path.as_deref()) {
         Ok(x) => x,
@@ -195,8 +278,13 @@ async fn serve(
     if let Some(addr) = listen {
         config.server.listen = addr;
     }
+    if let Some(db) = &db {
+        config.log.store = inspect::store_kind(db);
+    }
     let addr = config.server.listen;
-    let gateway = keel_server::Gateway::new(config).context("cannot build the providers")?;
+    let gateway = keel_server::Gateway::open(config)
+        .await
+        .context("cannot start the gateway")?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

@@ -1,6 +1,11 @@
 //! Structured logs on stderr: JSON lines when stderr is not a terminal (what
 //! log shippers want), human-readable text on a terminal. `KEEL_LOG` (or
 //! `RUST_LOG`) sets the filter, `info` by default.
+//!
+//! Set up here, in the binary, because a subscriber is process-global: the
+//! libraries only emit events (`tracing`), they never install one. Nothing
+//! secret reaches a log line: headers are never logged, and request records
+//! scrub free text before emitting it.
 
 use std::io::IsTerminal;
 
@@ -29,7 +34,10 @@ pub fn init(format: LogFormat) {
         builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            // The request's span (request id, method, path) on every line
+            // logged while serving it.
+            .with_current_span(true)
+            .with_span_list(false)
             .init();
     } else {
         builder.init();

@@ -2,11 +2,14 @@
 //!
 //! - `keel serve`: run the gateway (default config built in);
 //! - `keel sim`: run the provider simulator as an HTTP upstream;
+//! - `keel call`: call a configured function in process;
+//! - `keel logs`, `keel show`, `keel stats`: read the request log;
 //! - `keel config check`: validate a config and list every problem.
 //!
 //! `anyhow` lives here only; the libraries return typed errors.
 
 mod cli;
+mod inspect;
 mod logging;
 
 use clap::Parser;

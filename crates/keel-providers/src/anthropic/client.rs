@@ -48,7 +48,7 @@ impl Provider for Anthropic {
     async fn chat(&self, mut req: ChatRequest, ctx: &CallContext) -> Result<ChatResponse, Error> {
         req.stream = false;
         let forced = anthropic::structured_tool(&req).map(|(name, _)| name);
-        let response = self.up.send(self.messages_request(&req), ctx.ttft).await?;
+        let response = self.up.send(self.messages_request(&req), ctx).await?;
         let body = self.up.body(response).await?;
         self.chat_response(&body, forced.as_deref())
     }
@@ -60,7 +60,7 @@ impl Provider for Anthropic {
     ) -> Result<EventStream, Error> {
         req.stream = true;
         let forced = anthropic::structured_tool(&req).map(|(name, _)| name);
-        let response = self.up.send(self.messages_request(&req), ctx.ttft).await?;
+        let response = self.up.send(self.messages_request(&req), ctx).await?;
         self.events(response, forced).await
     }
 

@@ -46,7 +46,7 @@ impl OpenAi {
 impl Provider for OpenAi {
     async fn chat(&self, mut req: ChatRequest, ctx: &CallContext) -> Result<ChatResponse, Error> {
         req.stream = false;
-        let response = self.up.send(self.chat_request(&req), ctx.ttft).await?;
+        let response = self.up.send(self.chat_request(&req), ctx).await?;
         let body = self.up.body(response).await?;
         self.chat_response(&body)
     }
@@ -57,7 +57,7 @@ impl Provider for OpenAi {
         ctx: &CallContext,
     ) -> Result<EventStream, Error> {
         req.stream = true;
-        let response = self.up.send(self.chat_request(&req), ctx.ttft).await?;
+        let response = self.up.send(self.chat_request(&req), ctx).await?;
         self.events(response).await
     }
 
@@ -66,10 +66,7 @@ impl Provider for OpenAi {
         req: EmbeddingsRequest,
         ctx: &CallContext,
     ) -> Result<EmbeddingsResponse, Error> {
-        let response = self
-            .up
-            .send(self.embeddings_request(&req), ctx.ttft)
-            .await?;
+        let response = self.up.send(self.embeddings_request(&req), ctx).await?;
         let body = self.up.body(response).await?;
         self.embeddings_response(&body)
     }

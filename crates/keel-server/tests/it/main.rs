@@ -1,6 +1,7 @@
 //! keel over real HTTP on 127.0.0.1: the front doors against every kind of
 //! upstream, error shapes and statuses, streams that break, headers, and
-//! graceful shutdown. One test binary, a module per topic.
+//! graceful shutdown, and what every request leaves behind (records,
+//! metrics, traces). One test binary, a module per topic.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -9,9 +10,13 @@ mod errors;
 mod front_doors;
 mod functions;
 mod headers;
+mod logs;
+mod metrics;
+mod observability;
 mod odd_upstreams;
 mod shutdown;
 mod streams;
+mod traces;
 mod workflows;
 
 use keel_config::SimConfig;

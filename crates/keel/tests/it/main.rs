@@ -1,8 +1,11 @@
 //! The `keel` binary as a user runs it: `config check` reports problems
 //! with their location and its exit code says whether the config is usable;
-//! `serve` announces its address, answers, and exits cleanly on SIGTERM.
+//! `serve` announces its address, answers, and exits cleanly on SIGTERM;
+//! `logs`, `show` and `stats` read back what it recorded.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod inspect;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -65,11 +68,12 @@ fn config_check_reports_every_problem_with_its_location() {
 
 /// `keel serve` on an ephemeral port (from the crate's directory, where no
 /// keel.toml is: the built-in default unless `args` names one), and the
-/// address it announced.
+/// address it announced. No request log unless `args` has `--db`.
 fn serve(args: &[&str]) -> (std::process::Child, String) {
     let mut child = Command::new(KEEL)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
+        .env("KEEL_DB", "off")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -89,9 +93,14 @@ fn serve(args: &[&str]) -> (std::process::Child, String) {
 
 #[test]
 fn serve_announces_its_address_and_stops_on_sigterm() {
-    let (mut child, addr) = serve(&[]);
+    let (child, addr) = serve(&[]);
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
 
+    stop(child);
+}
+
+/// SIGTERM, then waits (bounded) for a clean exit.
+fn stop(mut child: std::process::Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -1,0 +1,140 @@
+//! Where request records go once emitted: the Prometheus registry, the
+//! request log's writer (SQLite or Postgres, off the request path), the
+//! OTLP trace exporter, and the scrubber that keeps secrets out of all of
+//! them. Built with the gateway; flushed at graceful shutdown.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use keel_config::{Config, ProviderKind, StoreKind};
+use keel_core::Error;
+use keel_core::redact;
+use keel_store::{Recorder, Retention, Store, StoreConfig, Writer, WriterConfig};
+use keel_telemetry::metrics::{Metrics, Names};
+use keel_telemetry::trace::{TraceConfig, Tracer};
+use secrecy::ExposeSecret;
+
+pub(crate) struct Sinks {
+    pub metrics: Metrics,
+    pub recorder: Option<Recorder>,
+    writer: Mutex<Option<Writer>>,
+    pub tracer: Option<Tracer>,
+    /// Every secret value the config holds (provider keys, secret headers),
+    /// masked wherever it shows up in what keel keeps.
+    secrets: Vec<String>,
+}
+
+/// How often old records are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// Secrets shorter than this are not matched verbatim (they would mask
+/// ordinary words); the patterns in `redact` still apply.
+const MIN_SECRET_LEN: usize = 8;
+
+impl Sinks {
+    /// Metrics and traces; no request log (see [`Sinks::open_log`]).
+    pub fn new(config: &Config, log: Option<(Recorder, Writer)>) -> Result<Sinks, Error> {
+        let names = Names {
+            models: config.models.keys().cloned().collect(),
+            providers: config.providers.keys().cloned().collect(),
+            routes: config
+                .functions
+                .keys()
+                .chain(config.workflows.keys())
+                .cloned()
+                .collect(),
+        };
+        let metrics = Metrics::new(names).map_err(|e| Error::internal(e.to_string()))?;
+        let tracer = match &config.telemetry.otlp {
+            None => None,
+            Some(o) => Some(
+                Tracer::new(&TraceConfig {
+                    endpoint: o.endpoint.clone(),
+                    service_name: o.service_name.clone(),
+                    headers: o
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.expose_secret().to_owned()))
+                        .collect(),
+                    timeout: o.timeout,
+                })
+                .map_err(|e| Error::internal(e.to_string()))?,
+            ),
+        };
+        let mut secrets = Vec::new();
+        for p in config.providers.values() {
+            if let ProviderKind::OpenAi(h) | ProviderKind::Anthropic(h) = &p.kind {
+                secrets.extend(h.api_key.iter().map(|k| k.expose_secret().to_owned()));
+                secrets.extend(h.headers.iter().map(|(_, v)| v.expose_secret().to_owned()));
+            }
+        }
+        if let StoreKind::Postgres(url) = &config.log.store {
+            secrets.push(url.expose_secret().to_owned());
+        }
+        secrets.retain(|s| s.len() >= MIN_SECRET_LEN);
+        let (recorder, writer) = match log {
+            Some((r, w)) => (Some(r), Some(w)),
+            None => (None, None),
+        };
+        Ok(Sinks {
+            metrics,
+            recorder,
+            writer: Mutex::new(writer),
+            tracer,
+            secrets,
+        })
+    }
+
+    /// Opens the configured store (migrating it) and starts its writer.
+    pub async fn open_log(config: &Config) -> Result<Option<(Recorder, Writer)>, Error> {
+        let log = &config.log;
+        let store = match &log.store {
+            StoreKind::Off => return Ok(None),
+            StoreKind::Sqlite(path) => StoreConfig::Sqlite { path: path.clone() },
+            StoreKind::Postgres(url) => StoreConfig::Postgres {
+                url: url.expose_secret().to_owned(),
+            },
+        };
+        let store = Store::open(&store)
+            .await
+            .map_err(|e| Error::internal(format!("cannot open the request log: {e}")))?;
+        Ok(Some(keel_store::spawn(
+            store,
+            WriterConfig {
+                queue: log.queue,
+                batch: log.batch,
+                flush_every: log.flush_every,
+                retention: Retention {
+                    max_age: log.max_age,
+                    max_records: log.max_records,
+                },
+                prune_every: PRUNE_EVERY,
+            },
+        )))
+    }
+
+    /// `text` with credentials and the config's secrets masked.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = redact::secrets(text).into_owned();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "[REDACTED]");
+            }
+        }
+        out
+    }
+
+    /// Flushes the request log and the trace exporter, within `grace`.
+    pub async fn shutdown(&self, grace: Duration) {
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(writer) = writer
+            && !writer.shutdown(grace).await
+        {
+            tracing::warn!("shutdown: some request records could not be written in time");
+        }
+        if let Some(tracer) = &self.tracer {
+            let tracer = tracer.clone();
+            // The exporter's flush blocks on the network.
+            let _ = tokio::task::spawn_blocking(move || tracer.shutdown()).await;
+        }
+    }
+}
