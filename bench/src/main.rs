@@ -144,7 +144,20 @@ async fn main() -> anyhow::Result<()> {
 
     let nginx = servers::nginx(&scratch.join("nginx"))?;
     let upstream: SocketAddr = upstream::spawn().await?;
-    let keel = servers::keel(&args.keel, &scratch, nginx.addr, upstream)?;
+    let keel = servers::keel(
+        &args.keel,
+        &scratch.join("keel"),
+        nginx.addr,
+        upstream,
+        false,
+    )?;
+    let logged = servers::keel(
+        &args.keel,
+        &scratch.join("keel-sqlite"),
+        nginx.addr,
+        upstream,
+        true,
+    )?;
     let peer = if args.no_peer {
         None
     } else {
@@ -167,6 +180,12 @@ async fn main() -> anyhow::Result<()> {
             name: "keel",
             server: Some(&keel),
             url: Box::new(|_| format!("http://{}/v1/chat/completions", keel.addr)),
+            bearer: None,
+        },
+        Target {
+            name: "keel+sqlite",
+            server: Some(&logged),
+            url: Box::new(|_| format!("http://{}/v1/chat/completions", logged.addr)),
             bearer: None,
         },
     ];

@@ -1,6 +1,7 @@
 //! Results as a markdown table (printed, and written beside a JSON copy):
 //! one row per target per load point, with keel's added latency over the
-//! direct call and the throughput ratios keel/direct and keel/peer.
+//! direct call and the throughput ratios keel/direct, keel/peer and keel
+//! with its SQLite request log over keel without it.
 
 use std::fmt::Write as _;
 
@@ -139,6 +140,9 @@ impl Report {
                 let _ = write!(out, "\nMax throughput keel/direct: {:.2}", k / direct);
                 if let Some(peer) = self.best_rps(scenario, "litellm") {
                     let _ = write!(out, "; keel/litellm: {:.1}×", k / peer);
+                }
+                if let Some(logged) = self.best_rps(scenario, "keel+sqlite") {
+                    let _ = write!(out, "; keel+sqlite/keel: {:.2}", logged / k);
                 }
                 let _ = writeln!(out);
             }

@@ -92,17 +92,28 @@ pub fn nginx(dir: &Path) -> anyhow::Result<Server> {
     })
 }
 
-/// keel on a generated config: `bench` → nginx, `bench-stream` → the SSE
-/// upstream, `bench-flaky` → the flaky upstream.
+/// keel on a generated config in `dir`: `bench` → nginx, `bench-stream` →
+/// the SSE upstream, `bench-flaky` → the flaky upstream. With `log`, every
+/// request is recorded to a SQLite file in `dir` (keel's default), else the
+/// request log is off.
 pub fn keel(
     bin: &Path,
     dir: &Path,
     nginx: SocketAddr,
     upstream: SocketAddr,
+    log: bool,
 ) -> anyhow::Result<Server> {
+    std::fs::create_dir_all(dir)?;
+    let store = if log {
+        "store = \"sqlite\"\npath = \"keel.db\""
+    } else {
+        "store = \"off\""
+    };
     let config = format!(
         r#"[server]
 listen = "127.0.0.1:0"
+[log]
+{store}
 [providers.nginx]
 kind = "openai"
 base_url = "http://{nginx}/v1"

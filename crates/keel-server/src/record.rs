@@ -13,24 +13,21 @@
 //! tags) is scrubbed before it leaves; headers are never copied in.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use axum::http::HeaderMap;
 use bytes::Bytes;
 use keel_config::Capture;
-use keel_core::redact;
 use keel_core::{Error, TraceIds};
 use keel_protocol::chat::Usage;
 use keel_store::{AttemptRecord, RequestRecord, Verdict};
 use keel_telemetry::trace::{AttrValue, SpanData, SpanKind, TraceContext, new_span_id};
-use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::attempt::Attempt;
 use crate::error;
 use crate::front::Front;
-use crate::sinks::Sinks;
+use crate::sinks::cut;
 use crate::stack::REQUEST_ID;
 use crate::state::Gateway;
 
@@ -315,17 +312,21 @@ impl Record {
         for v in &mut rec.verdicts {
             v.detail = v.detail.as_deref().map(|d| sinks.scrub(d));
         }
+        // Bodies go raw, cut (unless hashed whole); the writer applies the
+        // capture policy off the request path (`Scrubber::capture`).
         rec.capture = self.capture;
-        let limit = self.gw.config().log.capture_max_bytes;
-        let input = self
+        let limit = match self.capture {
+            Capture::Hashed => usize::MAX,
+            _ => self.gw.config().log.capture_max_bytes,
+        };
+        rec.input = self
             .input
             .take()
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
-        rec.input = input.and_then(|t| captured(self.capture, &t, limit, sinks));
-        rec.output = self
-            .output
-            .take()
-            .and_then(|t| captured(self.capture, &t, limit, sinks));
+            .map(|b| String::from_utf8_lossy(&b[..b.len().min(limit)]).into_owned());
+        rec.output = self.output.take().map(|mut t| {
+            t.truncate(cut(&t, limit).len());
+            t
+        });
         rec
     }
 
@@ -444,24 +445,6 @@ impl Drop for Record {
     }
 }
 
-/// A body as the capture policy keeps it.
-fn captured(policy: Capture, text: &str, limit: usize, sinks: &Sinks) -> Option<String> {
-    Some(match policy {
-        Capture::Off => return None,
-        Capture::Hashed => {
-            Sha256::digest(text.as_bytes())
-                .iter()
-                .fold(String::from("sha256:"), |mut hex, b| {
-                    let _ = write!(hex, "{b:02x}");
-                    hex
-                })
-        }
-        // Even a full capture never keeps a credential.
-        Capture::Full => cut(&sinks.scrub(text), limit).to_owned(),
-        Capture::Redacted => cut(&sinks.scrub(&redact::personal(text)), limit).to_owned(),
-    })
-}
-
 /// `key=value,key2=value2`, bounded in count and size; malformed pairs skipped.
 fn tags(header: &str, scrub: impl Fn(&str) -> String) -> BTreeMap<String, String> {
     header
@@ -472,18 +455,6 @@ fn tags(header: &str, scrub: impl Fn(&str) -> String) -> BTreeMap<String, String
         .take(MAX_TAGS)
         .map(|(k, v)| (scrub(cut(k, MAX_TAG_KEY)), scrub(cut(v, MAX_TAG_VALUE))))
         .collect()
-}
-
-/// At most `max` bytes of `s`, cut on a character boundary.
-fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 fn ms(d: Duration) -> f64 {

@@ -3,25 +3,33 @@
 //! OTLP trace exporter, and the scrubber that keeps secrets out of all of
 //! them. Built with the gateway; flushed at graceful shutdown.
 
-use std::sync::Mutex;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use keel_config::{Config, ProviderKind, StoreKind};
+use keel_config::{Capture, Config, ProviderKind, StoreKind};
 use keel_core::Error;
 use keel_core::redact;
-use keel_store::{Recorder, Retention, Store, StoreConfig, Writer, WriterConfig};
+use keel_store::{Recorder, RequestRecord, Retention, Store, StoreConfig, Writer, WriterConfig};
 use keel_telemetry::metrics::{Metrics, Names};
 use keel_telemetry::trace::{TraceConfig, Tracer};
 use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
 
 pub(crate) struct Sinks {
     pub metrics: Metrics,
     pub recorder: Option<Recorder>,
     writer: Mutex<Option<Writer>>,
     pub tracer: Option<Tracer>,
-    /// Every secret value the config holds (provider keys, secret headers),
-    /// masked wherever it shows up in what keel keeps.
+    pub scrubber: Arc<Scrubber>,
+}
+
+/// Masks what keel keeps: credential patterns, and every secret value the
+/// config holds (provider keys, secret headers, the store's URL).
+pub(crate) struct Scrubber {
     secrets: Vec<String>,
+    /// Each captured body is cut to this many bytes.
+    capture_max_bytes: usize,
 }
 
 /// How often old records are pruned.
@@ -31,7 +39,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 const MIN_SECRET_LEN: usize = 8;
 
 impl Sinks {
-    /// Metrics and traces; no request log (see [`Sinks::open_log`]).
+    /// Metrics and traces, and the request log when [`Sinks::open_log`]
+    /// opened one.
     pub fn new(config: &Config, log: Option<(Recorder, Writer)>) -> Result<Sinks, Error> {
         let names = Names {
             models: config.models.keys().cloned().collect(),
@@ -60,17 +69,6 @@ impl Sinks {
                 .map_err(|e| Error::internal(e.to_string()))?,
             ),
         };
-        let mut secrets = Vec::new();
-        for p in config.providers.values() {
-            if let ProviderKind::OpenAi(h) | ProviderKind::Anthropic(h) = &p.kind {
-                secrets.extend(h.api_key.iter().map(|k| k.expose_secret().to_owned()));
-                secrets.extend(h.headers.iter().map(|(_, v)| v.expose_secret().to_owned()));
-            }
-        }
-        if let StoreKind::Postgres(url) = &config.log.store {
-            secrets.push(url.expose_secret().to_owned());
-        }
-        secrets.retain(|s| s.len() >= MIN_SECRET_LEN);
         let (recorder, writer) = match log {
             Some((r, w)) => (Some(r), Some(w)),
             None => (None, None),
@@ -80,7 +78,7 @@ impl Sinks {
             recorder,
             writer: Mutex::new(writer),
             tracer,
-            secrets,
+            scrubber: Arc::new(Scrubber::new(config)),
         })
     }
 
@@ -108,19 +106,18 @@ impl Sinks {
                     max_records: log.max_records,
                 },
                 prune_every: PRUNE_EVERY,
+                // Masking and hashing bodies costs up to a millisecond on
+                // large ones: the writer does it, not the request.
+                prepare: Some({
+                    let scrubber = Arc::new(Scrubber::new(config));
+                    Arc::new(move |r: &mut RequestRecord| scrubber.capture(r))
+                }),
             },
         )))
     }
 
-    /// `text` with credentials and the config's secrets masked.
     pub fn scrub(&self, text: &str) -> String {
-        let mut out = redact::secrets(text).into_owned();
-        for s in &self.secrets {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "[REDACTED]");
-            }
-        }
-        out
+        self.scrubber.scrub(text)
     }
 
     /// Flushes the request log and the trace exporter, within `grace`.
@@ -137,4 +134,73 @@ impl Sinks {
             let _ = tokio::task::spawn_blocking(move || tracer.shutdown()).await;
         }
     }
+}
+
+impl Scrubber {
+    fn new(config: &Config) -> Scrubber {
+        let mut secrets = Vec::new();
+        for p in config.providers.values() {
+            if let ProviderKind::OpenAi(h) | ProviderKind::Anthropic(h) = &p.kind {
+                secrets.extend(h.api_key.iter().map(|k| k.expose_secret().to_owned()));
+                secrets.extend(h.headers.iter().map(|(_, v)| v.expose_secret().to_owned()));
+            }
+        }
+        if let StoreKind::Postgres(url) = &config.log.store {
+            secrets.push(url.expose_secret().to_owned());
+        }
+        secrets.retain(|s| s.len() >= MIN_SECRET_LEN);
+        Scrubber {
+            secrets,
+            capture_max_bytes: config.log.capture_max_bytes,
+        }
+    }
+
+    /// `text` with credentials and the config's secrets masked.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = redact::secrets(text).into_owned();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "[REDACTED]");
+            }
+        }
+        out
+    }
+
+    /// The record's bodies as its capture policy keeps them (they arrive
+    /// raw, already cut unless they are to be hashed whole).
+    fn capture(&self, rec: &mut RequestRecord) {
+        let policy = rec.capture;
+        for body in [&mut rec.input, &mut rec.output] {
+            *body = body.take().and_then(|text| self.captured(policy, &text));
+        }
+    }
+
+    fn captured(&self, policy: Capture, text: &str) -> Option<String> {
+        let limit = self.capture_max_bytes;
+        Some(match policy {
+            Capture::Off => return None,
+            Capture::Hashed => Sha256::digest(text.as_bytes()).iter().fold(
+                String::from("sha256:"),
+                |mut hex, b| {
+                    let _ = write!(hex, "{b:02x}");
+                    hex
+                },
+            ),
+            // Even a full capture never keeps a credential.
+            Capture::Full => cut(&self.scrub(text), limit).to_owned(),
+            Capture::Redacted => cut(&self.scrub(&redact::personal(text)), limit).to_owned(),
+        })
+    }
+}
+
+/// At most `max` bytes of `s`, cut on a character boundary.
+pub(crate) fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }

@@ -46,4 +46,4 @@ pub use error::StoreError;
 pub use record::{AttemptRecord, Capture, Feedback, RequestRecord, Verdict};
 pub use stats::{GroupBy, Percentiles, Stats};
 pub use store::{Filter, Retention, StatusFilter, Store, StoreConfig};
-pub use writer::{Recorder, Writer, WriterConfig, spawn};
+pub use writer::{Prepare, Recorder, Writer, WriterConfig, spawn};

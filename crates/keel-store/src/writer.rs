@@ -32,7 +32,7 @@ const LOG_EVERY: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct WriterConfig {
     /// Records the queue holds (at least 1).
     pub queue: usize,
@@ -44,7 +44,27 @@ pub struct WriterConfig {
     /// How often to prune (also once at start); never when `retention` sets
     /// nothing.
     pub prune_every: Duration,
+    /// Applied to each record on the writer task, before it is stored:
+    /// work the request path should not wait for (the gateway masks and
+    /// hashes captured bodies here).
+    pub prepare: Option<Prepare>,
 }
+
+impl std::fmt::Debug for WriterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterConfig")
+            .field("queue", &self.queue)
+            .field("batch", &self.batch)
+            .field("flush_every", &self.flush_every)
+            .field("retention", &self.retention)
+            .field("prune_every", &self.prune_every)
+            .field("prepare", &self.prepare.is_some())
+            .finish()
+    }
+}
+
+/// See [`WriterConfig::prepare`].
+pub type Prepare = Arc<dyn Fn(&mut RequestRecord) + Send + Sync>;
 
 impl Default for WriterConfig {
     fn default() -> Self {
@@ -54,6 +74,7 @@ impl Default for WriterConfig {
             flush_every: Duration::from_millis(200),
             retention: Retention::default(),
             prune_every: Duration::from_secs(600),
+            prepare: None,
         }
     }
 }
@@ -245,6 +266,9 @@ impl Task {
                         break; // closed and drained
                     }
                     self.fill(&mut batch).await;
+                    if let Some(prepare) = &self.cfg.prepare {
+                        batch.iter_mut().for_each(|r| prepare(r));
+                    }
                     self.write(&mut batch).await;
                     self.report_drops();
                 }

@@ -58,6 +58,15 @@ async fn logged(upstream: &str) -> Logged {
         targets = [{{ provider = "bad", model = "sim-a" }}, {{ provider = "bad", model = "sim-c" }}]
         [models.mocked]
         targets = [{{ provider = "mock", model = "gpt-x" }}]
+        [models.redacted]
+        targets = [{{ provider = "good", model = "sim-fast" }}]
+        capture = "redacted"
+        [models.hashed]
+        targets = [{{ provider = "good", model = "sim-fast" }}]
+        capture = "hashed"
+        [models.uncaptured]
+        targets = [{{ provider = "good", model = "sim-fast" }}]
+        capture = "off"
         "#,
         db = db.display()
     );
@@ -662,4 +671,51 @@ async fn no_secret_is_stored_logged_or_exported() {
     assert_eq!(ok.session.as_deref(), Some("s-1"));
     assert_eq!(ok.tags.get("team").map(String::as_str), Some("search"));
     assert!(ok.input.as_deref().unwrap().contains("my keys are"));
+}
+
+#[tokio::test]
+async fn bodies_are_kept_as_each_route_s_capture_policy_says() {
+    use sha2::{Digest, Sha256};
+    let (upstream, _) = mock_upstream().await;
+    let k = logged(&upstream.url()).await;
+    let text = "mail jane.doe@example.com, key sk-proj-CAPTURESECRET12345";
+    for model in ["fast", "redacted", "hashed", "uncaptured"] {
+        let resp = k.chat(model, openai_chat(model, text), &[]).await;
+        assert_eq!(resp.status(), 200, "{model}");
+    }
+    let (records, _) = k.records().await;
+    let get = |id: &str| records.iter().find(|r| r.id == id).unwrap();
+    // full (the log's default here): as sent, but never a credential
+    let full = get("fast").input.as_deref().unwrap();
+    assert!(
+        full.contains("jane.doe@example.com") && !full.contains("CAPTURESECRET"),
+        "{full}"
+    );
+    // redacted: personal data masked too
+    let redacted = get("redacted");
+    let input = redacted.input.as_deref().unwrap();
+    assert!(
+        !input.contains("jane.doe") && !input.contains("CAPTURESECRET"),
+        "{input}"
+    );
+    assert!(
+        redacted
+            .output
+            .as_deref()
+            .is_some_and(|o| !o.contains("jane.doe"))
+    );
+    // hashed: the SHA-256 of the exact body sent
+    let body = openai_chat("hashed", text).to_string();
+    let hex: String = Sha256::digest(body.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        get("hashed").input.as_deref(),
+        Some(format!("sha256:{hex}").as_str())
+    );
+    // off: nothing
+    let off = get("uncaptured");
+    assert_eq!((off.input.as_deref(), off.output.as_deref()), (None, None));
+    assert_eq!(off.capture, keel_config::Capture::Off);
 }

@@ -17,6 +17,7 @@ fn config(queue: usize, batch: usize) -> WriterConfig {
         flush_every: Duration::from_millis(20),
         retention: Retention::default(),
         prune_every: Duration::from_secs(3600),
+        prepare: None,
     }
 }
 
@@ -74,6 +75,26 @@ async fn writes_in_batches_and_flushes() {
     assert_eq!((recorder.written(), recorder.depth()), (25, 0));
     assert_eq!((recorder.dropped(), recorder.failures()), (0, 0));
     assert_eq!(recorder.store().kind(), "sqlite");
+    assert!(writer.shutdown(Duration::from_secs(5)).await);
+}
+
+/// The prepare hook runs on every record before it is stored.
+#[tokio::test]
+async fn prepare_runs_before_each_record_is_stored() {
+    let (_dir, _path, store) = sqlite::store().await;
+    let cfg = WriterConfig {
+        prepare: Some(std::sync::Arc::new(|r: &mut keel_store::RequestRecord| {
+            r.input = r.input.take().map(|i| i.to_uppercase());
+        })),
+        ..config(100, 10)
+    };
+    let (recorder, writer) = spawn(store.clone(), cfg);
+    let mut r = rec("p1", 1);
+    r.input = Some("quiet".to_owned());
+    assert!(recorder.push(r));
+    assert!(recorder.flush(Duration::from_secs(5)).await);
+    let stored = store.get("p1").await.unwrap().unwrap();
+    assert_eq!(stored.input.as_deref(), Some("QUIET"));
     assert!(writer.shutdown(Duration::from_secs(5)).await);
 }
 

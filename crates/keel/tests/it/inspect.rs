@@ -222,3 +222,53 @@ fn a_postgres_log_survives_an_outage_and_is_read_back() {
     assert_eq!(stats[0]["count"], 8, "{out}");
     psql(&format!("DROP DATABASE {name} WITH (FORCE)"));
 }
+
+/// `keel logs --follow` prints requests as their records land, each once.
+#[test]
+fn logs_follow_prints_new_requests_once() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("keel.db");
+    let db = db.to_str().unwrap();
+    let (server, addr) = serve(&["--db", db]);
+    let ok = r#"{"model": "sim", "messages": [{"role": "user", "content": "hi"}]}"#;
+    assert!(chat(&addr, "first", ok, &[]).contains("choices"));
+    // The file exists once the first batch is written.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !keel(&["show", "first", "--db", db]).0 {
+        assert!(std::time::Instant::now() < deadline, "first never landed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut follower = Command::new(KEEL)
+        .args(["logs", "--db", db, "--follow", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let v: Value = serde_json::from_str(&line).unwrap();
+            let _ = tx.send(v["id"].as_str().unwrap().to_owned());
+        }
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "first");
+    for id in ["second", "third"] {
+        assert!(chat(&addr, id, ok, &[]).contains("choices"));
+    }
+    let mut later = vec![
+        rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+    ];
+    later.sort();
+    assert_eq!(later, ["second", "third"]);
+    // Nothing is printed twice.
+    assert!(rx.recv_timeout(Duration::from_millis(2500)).is_err());
+    let _ = follower.kill();
+    let _ = follower.wait();
+    stop(server);
+}
