@@ -30,8 +30,11 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // `--` first: procps-ng's kill reads `-PID` after `-TERM` as a
+        // process id only behind it, else the group is silently not
+        // signalled (and the harness would wait forever below).
         let _ = Command::new("kill")
-            .args(["-TERM", &format!("-{}", self.pid)])
+            .args(["-TERM", "--", &format!("-{}", self.pid)])
             .status();
         if let Some(child) = &mut self.child {
             let _ = child.wait();

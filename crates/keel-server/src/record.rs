@@ -160,10 +160,10 @@ impl Record {
         self.capture != Capture::Off
     }
 
+    /// The request body, kept (a reference, not a copy) until the route's
+    /// capture policy is known.
     pub fn input(&mut self, body: Bytes) {
-        if self.wants_bodies() {
-            self.input = Some(body);
-        }
+        self.input = Some(body);
     }
 
     pub fn output(&mut self, text: String) {
@@ -322,6 +322,7 @@ impl Record {
         rec.input = self
             .input
             .take()
+            .filter(|_| self.wants_bodies())
             .map(|b| String::from_utf8_lossy(&b[..b.len().min(limit)]).into_owned());
         rec.output = self.output.take().map(|mut t| {
             t.truncate(cut(&t, limit).len());
@@ -437,7 +438,16 @@ impl Record {
 
 impl Drop for Record {
     fn drop(&mut self) {
-        if !self.done {
+        if self.done {
+            return;
+        }
+        if std::thread::panicking() {
+            // A bug: catch-panic answers 500; the record says so too.
+            self.emit(
+                500,
+                Some(("internal_error", "keel panicked serving this request")),
+            );
+        } else {
             // 499: the client closed the connection before the answer ended
             // (the convention nginx made common).
             self.emit(499, None);

@@ -92,9 +92,12 @@ impl Sinks {
                 url: url.expose_secret().to_owned(),
             },
         };
-        let store = Store::open(&store)
-            .await
-            .map_err(|e| Error::internal(format!("cannot open the request log: {e}")))?;
+        let store = Store::open(&store).await.map_err(|e| {
+            Error::internal(format!(
+                "cannot open the request log: {e} (point [log] elsewhere, or \
+                     `keel serve --db PATH|postgres://…|off`)"
+            ))
+        })?;
         Ok(Some(keel_store::spawn(
             store,
             WriterConfig {

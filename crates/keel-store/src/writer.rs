@@ -286,17 +286,32 @@ impl Task {
 
     /// Tops the batch up until it is full, `flush_every` has passed since
     /// its first record, or a flush or shutdown asks to write now.
+    ///
+    /// It does not wait on the queue record by record: under load that is a
+    /// task wake-up per request. It takes what is queued, and if that is not
+    /// a full batch, sleeps until the deadline (or a flush) and takes again.
     async fn fill(&mut self, batch: &mut Vec<RequestRecord>) {
         let deadline = Instant::now() + self.cfg.flush_every;
         let shared = Arc::clone(&self.shared);
-        while !self.closing && batch.len() < self.batch_size {
-            let room = self.batch_size - batch.len();
-            tokio::select! {
-                biased;
-                () = shared.stop.notified() => self.close(),
-                () = shared.flush_now.notified() => return,
-                () = tokio::time::sleep_until(deadline) => return,
-                n = self.rx.recv_many(batch, room) => if n == 0 { return },
+        self.take_queued(batch);
+        if self.closing || batch.len() >= self.batch_size {
+            return;
+        }
+        tokio::select! {
+            biased;
+            () = shared.stop.notified() => self.close(),
+            () = shared.flush_now.notified() => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+        self.take_queued(batch);
+    }
+
+    /// Moves what is queued into the batch, up to its size, without waiting.
+    fn take_queued(&mut self, batch: &mut Vec<RequestRecord>) {
+        while batch.len() < self.batch_size {
+            match self.rx.try_recv() {
+                Ok(rec) => batch.push(rec),
+                Err(_) => break,
             }
         }
     }
