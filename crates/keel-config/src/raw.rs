@@ -59,9 +59,11 @@ pub(crate) struct RawLog {
 fn default_store() -> String {
     "sqlite".to_owned()
 }
-/// Tens of seconds of a busy gateway's records ride out a store hiccup.
+/// Minutes of a typical gateway's records (seconds of a saturated one) ride
+/// out a store outage; memory stays bounded: each record holds at most two
+/// bodies of `capture_max_bytes`.
 fn default_queue() -> usize {
-    50_000
+    10_000
 }
 fn default_batch() -> usize {
     512

@@ -155,9 +155,10 @@ impl Record {
         }
     }
 
-    /// Whether bodies are kept at all (streams skip collecting text if not).
+    /// Whether bodies are kept at all: a request log is open and the
+    /// policy keeps something (streams skip collecting text if not).
     pub fn wants_bodies(&self) -> bool {
-        self.capture != Capture::Off
+        self.capture != Capture::Off && self.gw.inner.sinks.recorder.is_some()
     }
 
     /// The request body, kept (a reference, not a copy) until the route's

@@ -245,8 +245,15 @@ pub(crate) fn insert_requests(
     dialect: Dialect,
     records: &[RequestRecord],
 ) -> Result<Vec<Query>, Repr> {
+    // Postgres pays a round trip per statement: many rows per INSERT.
+    // SQLite runs in process: a one-row statement, prepared once and re-run,
+    // needs no statement journal (a many-row one writes one to disk).
+    let rows_per_insert = match dialect {
+        Dialect::Sqlite => 1,
+        Dialect::Postgres => INSERT_CHUNK,
+    };
     records
-        .chunks(INSERT_CHUNK)
+        .chunks(rows_per_insert)
         .map(|chunk| {
             let mut q = Query::new(dialect, "");
             let mut rows = Vec::with_capacity(chunk.len());
