@@ -30,6 +30,20 @@ pub struct Config {
     pub workflows: BTreeMap<String, WorkflowConfig>,
     pub log: LogConfig,
     pub telemetry: TelemetryConfig,
+    /// `[pricing."MODEL"]`: prices per upstream model name (a prefix:
+    /// `"gpt-4o"` also prices `gpt-4o-2024-08-06`), over keel's shipped table.
+    pub pricing: BTreeMap<String, Price>,
+}
+
+/// US dollars per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    /// Cached prompt tokens, where the provider reports them; `input` if unset.
+    #[serde(default)]
+    pub cached_input: Option<f64>,
 }
 
 /// `[log]`: where request records go and what of the bodies they keep.

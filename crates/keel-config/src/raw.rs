@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::{
-    Admission, Balance, Capture, FaultRule, Params, Resilience, Rule, Step, Structured, Trigger,
+    Admission, Balance, Capture, FaultRule, Params, Price, Resilience, Rule, Step, Structured,
+    Trigger,
 };
 
 #[derive(Debug, Deserialize)]
@@ -27,6 +28,8 @@ pub(crate) struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    #[serde(default)]
+    pub pricing: BTreeMap<String, Price>,
 }
 
 #[derive(Debug, Deserialize)]

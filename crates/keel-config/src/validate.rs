@@ -137,6 +137,21 @@ pub(crate) fn validate(
     }
     let log = observability::log_config(raw.log, base_dir, env, &mut issues);
     let telemetry = observability::telemetry_config(raw.telemetry, env, &mut issues);
+    for (model, price) in &raw.pricing {
+        let rates = [
+            ("input", Some(price.input)),
+            ("output", Some(price.output)),
+            ("cached_input", price.cached_input),
+        ];
+        for (what, rate) in rates {
+            if rate.is_some_and(|r| !r.is_finite() || r < 0.0) {
+                issues.push(Issue::error(
+                    format!("pricing.{model}.{what}"),
+                    "must be a number of dollars per million tokens, 0 or more",
+                ));
+            }
+        }
+    }
     if models.is_empty() {
         issues.push(Issue::warning(
             "models",
@@ -156,6 +171,7 @@ pub(crate) fn validate(
             workflows,
             log,
             telemetry,
+            pricing: raw.pricing,
         },
         issues,
     ))

@@ -6,10 +6,13 @@
 //! - [`schema`]: JSON Schema validation with every error's instance path;
 //! - [`rules`]: invariants and forbidden states, as CEL expressions (or
 //!   regexes) over the output and the input;
+//! - [`pricing`]: what a request cost, from a shipped price table and the
+//!   config's;
 //! - [`template`]: prompt templates (minijinja, strict about undefined
 //!   variables), versioned by a content hash.
 
 pub mod extract;
+pub mod pricing;
 pub mod rules;
 pub mod schema;
 pub mod template;

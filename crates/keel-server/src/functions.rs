@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use crate::body;
 use crate::front::Front;
-use crate::pipeline::{admit, deadline, json_holding};
+use crate::pipeline::{admit, cost_header, deadline, json_holding, set_headers};
 use crate::record::{Record, Trail};
 use crate::state::Gateway;
 use crate::validate::{self, Rejected};
@@ -109,6 +109,9 @@ pub struct Meta {
     /// Conservative repairs applied to the accepted output.
     pub repairs: Vec<Repair>,
     pub usage: Usage,
+    /// US dollars for every call (re-asks included) at the serving model's
+    /// price; `null` when the model is unpriced.
+    pub cost_usd: Option<f64>,
 }
 
 /// Why a call failed, typed for the HTTP status and the CLI's exit code.
@@ -167,8 +170,13 @@ pub async fn call(
     .await
     {
         Ok(accepted) => Ok(FunctionOutput {
-            output: accepted.value,
             meta: Meta {
+                cost_usd: gw.inner.pricing.cost(
+                    &accepted.model,
+                    u64::from(accepted.usage.input_tokens),
+                    0,
+                    u64::from(accepted.usage.output_tokens),
+                ),
                 request_id: ctx.request_id.clone(),
                 function: name.to_owned(),
                 version: function.version.clone(),
@@ -179,6 +187,7 @@ pub async fn call(
                 repairs: accepted.repairs,
                 usage: accepted.usage,
             },
+            output: accepted.value,
         }),
         Err(Rejected::Call(e)) => Err(FunctionError::Call(e)),
         Err(Rejected::Invalid { errors, raw }) => Err(FunctionError::OutputInvalid {
@@ -282,12 +291,16 @@ pub(crate) async fn invoke(
         Ok(out) => {
             rec.usage = out.meta.usage;
             rec.served(&out.meta.provider, &out.meta.model);
+            rec.data.cost_usd = out.meta.cost_usd;
+            let cost = cost_header(&rec);
             let body = serde_json::to_vec(&out).unwrap_or_default();
             if rec.wants_bodies() {
                 rec.output(String::from_utf8_lossy(&body).into_owned());
             }
             rec.ok();
-            json_holding(body, vec![Box::new(permit)])
+            let mut response = json_holding(body, vec![Box::new(permit)]);
+            set_headers(&mut response, &Vec::from_iter(cost));
+            response
         }
         Err(FunctionError::Call(e)) => crate::pipeline::failed(Front::OPENAI, rec, &e),
         Err(FunctionError::NotFound(name)) => crate::pipeline::failed(

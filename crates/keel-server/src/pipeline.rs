@@ -116,6 +116,7 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
             }
             if !req.stream {
                 rec.usage = resp.usage;
+                names.extend(cost_header(&rec));
                 let body = front.encode(&resp);
                 if rec.wants_bodies() {
                     rec.output(String::from_utf8_lossy(&body).into_owned());
@@ -193,6 +194,7 @@ pub(crate) async fn embeddings(gw: Gateway, headers: HeaderMap, body: Body) -> R
                 input_tokens: resp.input_tokens,
                 output_tokens: 0,
             };
+            let cost = cost_header(&rec);
             rec.ok();
             let mut response = json_holding(
                 openai::encode_embeddings_response(&resp, base64),
@@ -203,7 +205,10 @@ pub(crate) async fn embeddings(gw: Gateway, headers: HeaderMap, body: Body) -> R
                 &[
                     ("x-keel-provider", provider),
                     ("x-keel-model", upstream_model),
-                ],
+                ]
+                .into_iter()
+                .chain(cost)
+                .collect::<Vec<_>>(),
             );
             response
         }
@@ -412,6 +417,13 @@ pub(crate) fn json_holding(body: Vec<u8>, held: Held) -> Response {
         held::body(body, held),
     )
         .into_response()
+}
+
+/// `x-keel-cost`: the request's cost in US dollars, when its model is
+/// priced. Streams carry it in their record and metrics only: their headers
+/// leave before the usage is known.
+pub(crate) fn cost_header(rec: &Record) -> Option<(&'static str, String)> {
+    rec.cost().map(|c| ("x-keel-cost", format!("{c:.8}")))
 }
 
 pub(crate) fn set_headers(response: &mut Response, names: &[(&'static str, String)]) {

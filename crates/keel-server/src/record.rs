@@ -178,6 +178,22 @@ impl Record {
         self.gw.config().log.capture_max_bytes
     }
 
+    /// What the request cost so far: its usage at the served model's price
+    /// (`None` when nothing served it or the model is unpriced). A workflow,
+    /// whose steps may use several models, sets `data.cost_usd` itself.
+    pub fn cost(&self) -> Option<f64> {
+        if self.data.cost_usd.is_some() {
+            return self.data.cost_usd;
+        }
+        let (_, model) = self.data.target.as_deref()?.split_once('/')?;
+        self.gw.inner.pricing.cost(
+            model,
+            u64::from(self.usage.input_tokens),
+            0,
+            u64::from(self.usage.output_tokens),
+        )
+    }
+
     pub fn served(&mut self, provider: &str, model: &str) {
         self.data.target = Some(format!("{provider}/{model}"));
     }
@@ -268,6 +284,7 @@ impl Record {
     fn complete(&mut self, status: u16, err: Option<(&str, &str)>, end: Instant) -> RequestRecord {
         let sinks = &self.gw.inner.sinks;
         let since = |t: Instant| ms(t.saturating_duration_since(self.started));
+        let cost = self.cost();
         let mut rec = std::mem::take(&mut self.data);
         rec.status = status;
         rec.latency_ms = since(end);
@@ -298,6 +315,7 @@ impl Record {
         rec.upstream_ms = ms(calls + stream_tail);
         rec.overhead_ms =
             (rec.latency_ms - rec.upstream_ms - ms(self.queued) - ms(waited)).max(0.0);
+        rec.cost_usd = cost;
         rec.input_tokens = u64::from(self.usage.input_tokens);
         rec.output_tokens = u64::from(self.usage.output_tokens);
         rec.fallback = match (self.trail.attempts.first(), &rec.target) {

@@ -13,6 +13,7 @@ use keel_resilience::balance::{Group, Strategy};
 use keel_resilience::breaker::{Breaker, BreakerConfig};
 use keel_resilience::budget::{BudgetConfig, RetryBudget};
 
+use keel_policy::pricing::Pricing;
 use keel_store::{Recorder, Writer};
 
 use crate::functions::Function;
@@ -40,6 +41,8 @@ pub(crate) struct Inner {
     pub workflows: HashMap<String, Workflow>,
     /// Metrics, the request log, traces.
     pub sinks: Sinks,
+    /// Prices per upstream model, for each request's cost.
+    pub pricing: Pricing,
 }
 
 /// One provider and the reliability state that guards it.
@@ -148,6 +151,7 @@ impl Gateway {
         Ok(Gateway {
             inner: Arc::new(Inner {
                 sinks,
+                pricing: Pricing::new(&config.pricing),
                 functions,
                 workflows,
                 config,

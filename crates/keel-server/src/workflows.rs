@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 
 use crate::front::Front;
 use crate::functions::{self, FunctionError};
-use crate::pipeline::{admit, failed};
+use crate::pipeline::{admit, cost_header, failed, set_headers};
 use crate::record::Record;
 use crate::state::Gateway;
 
@@ -74,6 +74,8 @@ pub(crate) async fn invoke(
         Err(e) => return failed(Front::OPENAI, rec, &e),
     };
     rec.phase("decode");
+    // The run's cost: every step's, known only if every step's model is priced.
+    let mut cost = Some(0.0);
     let mut outputs = Map::new(); // step name → {"output": …}, for mapping and conditions
     let mut report: Vec<Value> = Vec::new();
     for (step, condition) in workflow.config.steps.iter().zip(&workflow.conditions) {
@@ -120,6 +122,7 @@ pub(crate) async fn invoke(
                     .output_tokens
                     .saturating_add(out.meta.usage.output_tokens);
                 rec.served(&out.meta.provider, &out.meta.model);
+                cost = cost.zip(out.meta.cost_usd).map(|(a, b)| a + b);
                 outputs.insert(step.name.clone(), json!({"output": out.output}));
                 report.push(json!({"step": step.name, "status": "ok", "output": out.output, "meta": out.meta}));
             }
@@ -155,13 +158,17 @@ pub(crate) async fn invoke(
         }
     }
     rec.phase("attempt");
+    rec.data.cost_usd = cost;
+    let names = Vec::from_iter(cost_header(&rec));
     let body = json!({"workflow": name, "request_id": ctx.request_id, "steps": report});
     let body = serde_json::to_vec(&body).unwrap_or_default();
     if rec.wants_bodies() {
         rec.output(String::from_utf8_lossy(&body).into_owned());
     }
     rec.ok();
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    set_headers(&mut response, &names);
+    response
 }
 
 /// The step's input: literals as written, `{ from = pointer }` resolved

@@ -1,0 +1,70 @@
+//! What a request cost: the served model's price (config over the shipped
+//! table) times the usage, in `x-keel-cost`, the request record and
+//! `keel_cost_usd_total`; unpriced models have no cost rather than zero.
+
+use crate::{client, json_of, openai_chat};
+
+#[tokio::test]
+async fn cost_follows_the_served_model_s_price() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cost.db");
+    let keel = keel_testkit::keel_logged(
+        &format!(
+            r#"
+            [log]
+            path = "{}"
+            [pricing."sim-priced"]
+            input = 1.5
+            output = 4.0
+            [providers.sim]
+            kind = "sim"
+            [models.priced]
+            targets = [{{ provider = "sim", model = "sim-priced-2025-01-01" }}]
+            [models.free]
+            targets = [{{ provider = "sim", model = "home-grown" }}]
+            "#,
+            db.display()
+        ),
+        &[],
+    )
+    .await;
+    let post = |model: &str, id: &str| {
+        client()
+            .post(format!("{}/v1/chat/completions", keel.url()))
+            .header("content-type", "application/json")
+            .header("x-request-id", id)
+            .body(openai_chat(model, "price me").to_string())
+            .send()
+    };
+    let resp = post("priced", "priced-1").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let header = resp.headers()["x-keel-cost"].to_str().unwrap().to_owned();
+    let body = json_of(resp).await;
+    let (input, output) = (
+        body["usage"]["prompt_tokens"].as_f64().unwrap(),
+        body["usage"]["completion_tokens"].as_f64().unwrap(),
+    );
+    let expected = (input * 1.5 + output * 4.0) / 1e6;
+    assert!(expected > 0.0);
+    assert_eq!(header, format!("{expected:.8}"));
+
+    let resp = post("free", "free-1").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("x-keel-cost").is_none());
+
+    let metrics = crate::metrics::scrape(&keel.url()).await;
+    let spent = metrics.value("keel_cost_usd_total", &[("model", "priced")]);
+    assert!((spent - expected).abs() < 1e-12, "{spent} vs {expected}");
+    assert_eq!(
+        metrics.value("keel_cost_usd_total", &[("model", "free")]),
+        0.0
+    );
+
+    keel.shutdown().await.unwrap();
+    let store = keel_store::Store::open(&keel_store::StoreConfig::Sqlite { path: db })
+        .await
+        .unwrap();
+    let priced = store.get("priced-1").await.unwrap().unwrap();
+    assert!((priced.cost_usd.unwrap() - expected).abs() < 1e-12);
+    assert_eq!(store.get("free-1").await.unwrap().unwrap().cost_usd, None);
+}
