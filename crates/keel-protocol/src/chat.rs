@@ -174,10 +174,26 @@ pub enum FinishReason {
     ContentFilter,
 }
 
+/// Token counts. `input_tokens` counts every prompt token, cached or not;
+/// `cached_input_tokens` says how many of them the provider served from its
+/// prompt cache (priced lower), when it reports that.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub input_tokens: u32,
     pub output_tokens: u32,
+    #[serde(default)]
+    pub cached_input_tokens: u32,
+}
+
+impl Usage {
+    /// Adds another call's usage (re-asks, workflow steps).
+    pub fn add(&mut self, other: Usage) {
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
+        self.cached_input_tokens = self
+            .cached_input_tokens
+            .saturating_add(other.cached_input_tokens);
+    }
 }
 
 /// A complete (non-streamed) chat answer.

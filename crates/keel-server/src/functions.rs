@@ -174,7 +174,7 @@ pub async fn call(
                 cost_usd: gw.inner.pricing.cost(
                     &accepted.model,
                     u64::from(accepted.usage.input_tokens),
-                    0,
+                    u64::from(accepted.usage.cached_input_tokens),
                     u64::from(accepted.usage.output_tokens),
                 ),
                 request_id: ctx.request_id.clone(),

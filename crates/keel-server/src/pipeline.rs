@@ -192,7 +192,7 @@ pub(crate) async fn embeddings(gw: Gateway, headers: HeaderMap, body: Body) -> R
         Ok((resp, base64, provider, upstream_model)) => {
             rec.usage = Usage {
                 input_tokens: resp.input_tokens,
-                output_tokens: 0,
+                ..Usage::default()
             };
             let cost = cost_header(&rec);
             rec.ok();

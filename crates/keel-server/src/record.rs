@@ -189,7 +189,7 @@ impl Record {
         self.gw.inner.pricing.cost(
             model,
             u64::from(self.usage.input_tokens),
-            0,
+            u64::from(self.usage.cached_input_tokens),
             u64::from(self.usage.output_tokens),
         )
     }
@@ -318,6 +318,7 @@ impl Record {
         rec.cost_usd = cost;
         rec.input_tokens = u64::from(self.usage.input_tokens);
         rec.output_tokens = u64::from(self.usage.output_tokens);
+        rec.cached_tokens = u64::from(self.usage.cached_input_tokens);
         rec.fallback = match (self.trail.attempts.first(), &rec.target) {
             (Some(first), Some(target)) => *target != format!("{}/{}", first.provider, first.model),
             _ => false,

@@ -96,12 +96,7 @@ pub(crate) async fn run(
                     "a validated call was answered as a stream",
                 )));
             };
-            usage.input_tokens = usage
-                .input_tokens
-                .saturating_add(response.usage.input_tokens);
-            usage.output_tokens = usage
-                .output_tokens
-                .saturating_add(response.usage.output_tokens);
+            usage.add(response.usage);
             // A reply forced into a tool call carries its JSON as arguments.
             let raw = response
                 .tool_calls

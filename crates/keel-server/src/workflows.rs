@@ -113,14 +113,7 @@ pub(crate) async fn invoke(
         .await
         {
             Ok(out) => {
-                rec.usage.input_tokens = rec
-                    .usage
-                    .input_tokens
-                    .saturating_add(out.meta.usage.input_tokens);
-                rec.usage.output_tokens = rec
-                    .usage
-                    .output_tokens
-                    .saturating_add(out.meta.usage.output_tokens);
+                rec.usage.add(out.meta.usage);
                 rec.served(&out.meta.provider, &out.meta.model);
                 cost = cost.zip(out.meta.cost_usd).map(|(a, b)| a + b);
                 outputs.insert(step.name.clone(), json!({"output": out.output}));

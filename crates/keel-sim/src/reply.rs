@@ -69,6 +69,7 @@ pub(crate) fn reply(
             .iter()
             .map(|c| estimate(&c.arguments))
             .fold(estimate(&text), u32::saturating_add),
+        cached_input_tokens: 0,
     };
     if let Some(o) = rule.and_then(|r| r.usage) {
         usage.input_tokens = o.input_tokens.unwrap_or(usage.input_tokens);

@@ -90,6 +90,7 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
         usage: Usage {
             input_tokens: wire.usage.total_input(),
             output_tokens: wire.usage.output_tokens,
+            cached_input_tokens: wire.usage.cache_read_input_tokens.unwrap_or(0),
         },
     })
 }
@@ -101,10 +102,24 @@ fn str_field(v: &Value, key: &str) -> String {
         .to_owned()
 }
 
+/// Anthropic counts cache reads apart from `input_tokens`.
 #[derive(Serialize)]
 pub(super) struct OutUsage {
     pub input_tokens: u32,
     pub output_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_read_input_tokens: Option<u32>,
+}
+
+impl From<Usage> for OutUsage {
+    fn from(u: Usage) -> Self {
+        let cached = u.cached_input_tokens.min(u.input_tokens);
+        OutUsage {
+            input_tokens: u.input_tokens - cached,
+            output_tokens: u.output_tokens,
+            cache_read_input_tokens: (cached > 0).then_some(cached),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -136,10 +151,7 @@ pub fn encode_response(resp: &ChatResponse) -> Vec<u8> {
         content,
         stop_reason: finish_to_wire(resp.finish_reason),
         stop_sequence: None,
-        usage: OutUsage {
-            input_tokens: resp.usage.input_tokens,
-            output_tokens: resp.usage.output_tokens,
-        },
+        usage: resp.usage.into(),
     };
     serde_json::to_vec(&out).unwrap_or_default()
 }

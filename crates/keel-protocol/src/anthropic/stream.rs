@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::error::encode_error;
-use super::response::{WireUsage, finish_from_wire, finish_to_wire};
+use super::response::{OutUsage, WireUsage, finish_from_wire, finish_to_wire};
 use crate::chat::{FinishReason, StreamEvent, Usage};
 use crate::sse::{SseEvent, write_event};
 use crate::{StreamError, WireError};
@@ -85,6 +85,7 @@ impl StreamEncoder {
             StreamEvent::Usage(u) => {
                 if u.input_tokens > 0 {
                     self.usage.input_tokens = u.input_tokens;
+                    self.usage.cached_input_tokens = u.cached_input_tokens;
                 }
                 self.usage.output_tokens = u.output_tokens;
             }
@@ -98,7 +99,7 @@ impl StreamEncoder {
                     &json!({
                         "type": "message_delta",
                         "delta": {"stop_reason": finish_to_wire(reason), "stop_sequence": null},
-                        "usage": {"input_tokens": self.usage.input_tokens, "output_tokens": self.usage.output_tokens},
+                        "usage": OutUsage::from(self.usage),
                     }),
                 );
                 emit(out, "message_stop", &json!({"type": "message_stop"}));
@@ -168,6 +169,7 @@ fn emit(out: &mut Vec<u8>, event: &str, data: &Value) {
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
     input_tokens: u32,
+    cached_input_tokens: u32,
     /// Content-block index → tool-call index.
     tool_blocks: Vec<(u64, u32)>,
 }
@@ -190,6 +192,7 @@ impl StreamDecoder {
                     .and_then(|u| serde_json::from_value(u.clone()).ok())
                     .unwrap_or_default();
                 self.input_tokens = usage.total_input();
+                self.cached_input_tokens = usage.cache_read_input_tokens.unwrap_or(0);
                 out.push(StreamEvent::Start {
                     id: str_at(&message, "id"),
                     model: str_at(&message, "model"),
@@ -253,10 +256,13 @@ impl StreamDecoder {
                         .saturating_add(count("cache_read_input_tokens"));
                     if input > 0 {
                         self.input_tokens = u32::try_from(input).unwrap_or(u32::MAX);
+                        self.cached_input_tokens =
+                            u32::try_from(count("cache_read_input_tokens")).unwrap_or(u32::MAX);
                     }
                     out.push(StreamEvent::Usage(Usage {
                         input_tokens: self.input_tokens,
                         output_tokens: u32::try_from(output).unwrap_or(u32::MAX),
+                        cached_input_tokens: self.cached_input_tokens,
                     }));
                 }
             }

@@ -12,6 +12,15 @@ pub(super) struct WireUsage {
     pub completion_tokens: u32,
     #[serde(default)]
     pub total_tokens: u32,
+    /// `cached_tokens`: the part of `prompt_tokens` read from the prompt cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptDetails>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct PromptDetails {
+    #[serde(default)]
+    pub cached_tokens: u32,
 }
 
 impl From<Usage> for WireUsage {
@@ -20,6 +29,9 @@ impl From<Usage> for WireUsage {
             prompt_tokens: u.input_tokens,
             completion_tokens: u.output_tokens,
             total_tokens: u.input_tokens.saturating_add(u.output_tokens),
+            prompt_tokens_details: (u.cached_input_tokens > 0).then_some(PromptDetails {
+                cached_tokens: u.cached_input_tokens,
+            }),
         }
     }
 }
@@ -29,6 +41,9 @@ impl From<WireUsage> for Usage {
         Usage {
             input_tokens: u.prompt_tokens,
             output_tokens: u.completion_tokens,
+            cached_input_tokens: u
+                .prompt_tokens_details
+                .map_or(0, |d| d.cached_tokens.min(u.prompt_tokens)),
         }
     }
 }

@@ -285,7 +285,7 @@ fn stream_event() -> impl Strategy<Value = StreamEvent> {
         3 => (0u32..4, any::<String>()).prop_map(|(index, arguments)| StreamEvent::ToolCallDelta { index, arguments }),
         1 => finish.prop_map(StreamEvent::Finish),
         1 => (any::<u32>(), any::<u32>())
-            .prop_map(|(input_tokens, output_tokens)| StreamEvent::Usage(Usage { input_tokens, output_tokens })),
+            .prop_map(|(input_tokens, output_tokens)| StreamEvent::Usage(Usage { input_tokens, output_tokens, cached_input_tokens: 0 })),
     ]
 }
 

@@ -230,7 +230,8 @@ fn openai_text_stream_decodes_to_the_non_stream_answer() {
         a.usage,
         Some(Usage {
             input_tokens: 19,
-            output_tokens: 10
+            output_tokens: 10,
+            cached_input_tokens: 0,
         })
     );
     assert!(a.done);
@@ -248,7 +249,8 @@ fn openai_text_stream_decodes_to_the_non_stream_answer() {
             StreamEvent::Finish(FinishReason::Stop),
             StreamEvent::Usage(Usage {
                 input_tokens: 19,
-                output_tokens: 10
+                output_tokens: 10,
+                cached_input_tokens: 0,
             }),
             StreamEvent::Done,
         ]
@@ -264,7 +266,8 @@ fn openai_tool_stream_reassembles_arguments() {
         a.usage,
         Some(Usage {
             input_tokens: 82,
-            output_tokens: 37
+            output_tokens: 37,
+            cached_input_tokens: 0,
         })
     );
     assert_eq!(
@@ -305,7 +308,8 @@ fn anthropic_tool_stream_reassembles_arguments_and_counts_cached_input() {
         a.usage,
         Some(Usage {
             input_tokens: 572,
-            output_tokens: 89
+            output_tokens: 89,
+            cached_input_tokens: 100,
         })
     );
     assert_eq!(
@@ -346,7 +350,8 @@ data: {"type":"message_stop"}
         a.usage,
         Some(Usage {
             input_tokens: 2010,
-            output_tokens: 7
+            output_tokens: 7,
+            cached_input_tokens: 2000,
         })
     );
 }
@@ -432,6 +437,7 @@ fn finish_stream(reason: FinishReason) -> Vec<StreamEvent> {
         StreamEvent::Usage(Usage {
             input_tokens: 1,
             output_tokens: 1,
+            cached_input_tokens: 0,
         }),
         StreamEvent::Done,
     ]

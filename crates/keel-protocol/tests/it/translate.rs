@@ -409,3 +409,22 @@ fn error_bodies() {
     });
     assert_snapshot!(serde_json::to_string_pretty(&out).unwrap());
 }
+
+/// Cached prompt tokens survive translation both ways: OpenAI counts them
+/// inside `prompt_tokens`, Anthropic beside `input_tokens`.
+#[test]
+fn cached_prompt_tokens_translate_both_ways() {
+    let mut body = openai_text_response();
+    body["usage"] = json!({"prompt_tokens": 100, "completion_tokens": 7, "total_tokens": 107,
+        "prompt_tokens_details": {"cached_tokens": 30}});
+    let resp = openai::decode_response(body.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        (resp.usage.input_tokens, resp.usage.cached_input_tokens),
+        (100, 30)
+    );
+    let anthropic: Value = serde_json::from_slice(&anthropic::encode_response(&resp)).unwrap();
+    assert_eq!(anthropic["usage"]["input_tokens"], 70);
+    assert_eq!(anthropic["usage"]["cache_read_input_tokens"], 30);
+    let back = anthropic::decode_response(&anthropic::encode_response(&resp)).unwrap();
+    assert_eq!(back.usage, resp.usage);
+}

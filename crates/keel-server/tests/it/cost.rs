@@ -68,3 +68,54 @@ async fn cost_follows_the_served_model_s_price() {
     assert!((priced.cost_usd.unwrap() - expected).abs() < 1e-12);
     assert_eq!(store.get("free-1").await.unwrap().unwrap().cost_usd, None);
 }
+
+/// Cached prompt tokens, as an upstream reports them, are priced at the
+/// cached rate and reach the client and the record.
+#[tokio::test]
+async fn cached_prompt_tokens_are_priced_at_their_own_rate() {
+    use axum::routing::post;
+    let upstream = keel_testkit::serve_router(axum::Router::new().route(
+        "/v1/chat/completions",
+        post(|| async {
+            axum::Json(serde_json::json!({
+                "id": "c", "object": "chat.completion", "created": 1, "model": "gpt-x",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100,
+                          "prompt_tokens_details": {"cached_tokens": 400}}
+            }))
+        }),
+    ))
+    .await;
+    let keel = keel_testkit::keel(&format!(
+        r#"
+        [pricing."gpt-x"]
+        input = 2.0
+        output = 8.0
+        cached_input = 0.5
+        [providers.up]
+        kind = "openai"
+        base_url = "{}/v1"
+        [models.m]
+        targets = [{{ provider = "up", model = "gpt-x" }}]
+        "#,
+        upstream.url()
+    ))
+    .await;
+    let resp = client()
+        .post(format!("{}/v1/chat/completions", keel.url()))
+        .header("content-type", "application/json")
+        .body(openai_chat("m", "hi").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // 600 fresh at $2, 400 cached at $0.50, 100 out at $8, per million.
+    assert_eq!(resp.headers()["x-keel-cost"], "0.00220000");
+    let body = json_of(resp).await;
+    assert_eq!(body["usage"]["prompt_tokens_details"]["cached_tokens"], 400);
+    let metrics = crate::metrics::scrape(&keel.url()).await;
+    assert_eq!(
+        metrics.value("keel_tokens_total", &[("model", "m"), ("kind", "cached")]),
+        400.0
+    );
+}
