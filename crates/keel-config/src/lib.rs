@@ -400,6 +400,14 @@ pub struct ModelConfig {
     pub max_reasks: u32,
     /// Overrides `log.capture` for requests to this model.
     pub capture: Option<Capture>,
+    /// Input larger than this (tokens, counted before any call) is refused
+    /// with 413, or sent to `on_oversize`.
+    pub max_input_tokens: Option<u32>,
+    /// A `max_tokens` above this is refused with 400.
+    pub max_output_tokens: Option<u32>,
+    /// The model alias (e.g. a cheaper long-context one) that takes inputs
+    /// over `max_input_tokens` instead of refusing them.
+    pub on_oversize: Option<String>,
 }
 
 impl ModelConfig {

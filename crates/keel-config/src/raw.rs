@@ -286,6 +286,12 @@ pub(crate) struct RawModel {
     pub validate_output: bool,
     #[serde(default)]
     pub max_reasks: Option<u32>,
+    #[serde(default)]
+    pub max_input_tokens: Option<u32>,
+    #[serde(default)]
+    pub max_output_tokens: Option<u32>,
+    #[serde(default)]
+    pub on_oversize: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

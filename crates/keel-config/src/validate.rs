@@ -115,6 +115,16 @@ pub(crate) fn validate(
         let config = model_config(name.clone(), model, &at, &providers, &mut issues);
         models.insert(name, config);
     }
+    for (name, model) in &models {
+        if let Some(other) = &model.on_oversize
+            && (other == name || !models.contains_key(other))
+        {
+            issues.push(Issue::error(
+                format!("models.{name}.on_oversize"),
+                format!("`{other}` is not another configured model"),
+            ));
+        }
+    }
     let mut functions = BTreeMap::new();
     for (name, f) in raw.functions {
         let at = format!("functions.{name}");
@@ -379,7 +389,24 @@ fn model_config(
         validate_output: raw.validate_output,
         max_reasks: raw.max_reasks.unwrap_or(DEFAULT_MAX_REASKS),
         capture: raw.capture,
+        max_input_tokens: raw.max_input_tokens,
+        max_output_tokens: raw.max_output_tokens,
+        on_oversize: raw.on_oversize,
     };
+    for (limit, what) in [
+        (config.max_input_tokens, "max_input_tokens"),
+        (config.max_output_tokens, "max_output_tokens"),
+    ] {
+        if limit == Some(0) {
+            issues.push(Issue::error(format!("{at}.{what}"), "must be at least 1"));
+        }
+    }
+    if config.on_oversize.is_some() && config.max_input_tokens.is_none() {
+        issues.push(Issue::error(
+            format!("{at}.on_oversize"),
+            "needs max_input_tokens (what counts as oversized)",
+        ));
+    }
     let usable = config.targets().any(|t| {
         providers
             .get(&t.provider)
@@ -935,5 +962,32 @@ mod tests {
         );
         let err = parse("[log]\nstore = \"mysql\"\n", &[]).unwrap_err();
         assert_eq!(error_locations(&err), ["log.store"]);
+    }
+
+    #[test]
+    fn input_limits_are_checked() {
+        let err = parse(
+            r#"
+            [providers.s]
+            kind = "sim"
+            [models.a]
+            targets = [{ provider = "s", model = "x" }]
+            max_input_tokens = 0
+            on_oversize = "nowhere"
+            [models.b]
+            targets = [{ provider = "s", model = "x" }]
+            on_oversize = "a"
+            "#,
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            error_locations(&err),
+            [
+                "models.a.max_input_tokens",
+                "models.b.on_oversize",
+                "models.a.on_oversize"
+            ]
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! - [`openai`] and [`anthropic`]: each protocol's wire types and the
 //!   converters both ways (requests, responses, stream events, errors).
 //! - [`sse`]: a push-based server-sent-events parser and encoder.
-//! - [`tokens`]: the offline token estimate used where no upstream count exists.
+//! - [`tokens`]: token counts before any upstream has counted: exact for
+//!   OpenAI models (tiktoken's encodings), an estimate for the rest.
 //!
 //! Everything here is tested with snapshots, properties (decode never panics
 //! on arbitrary bytes) and chunk-boundary tests of the SSE codec.

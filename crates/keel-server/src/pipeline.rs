@@ -67,6 +67,10 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
         return failed(front, rec, &Error::model_not_found(&req.model));
     };
     rec.capture(model.capture);
+    let model = match limits(&gw, model, &req, &mut rec) {
+        Ok(m) => m,
+        Err(e) => return failed(front, rec, &e),
+    };
     let deadline = deadline(&headers, model);
     // 7. attempt
     let result = match &req.response_format {
@@ -298,6 +302,57 @@ async fn decode(
     let bytes = body::read(headers, body, gw.config().server.max_body_bytes).await?;
     rec.input(bytes.clone());
     front.decode(&bytes)
+}
+
+/// The route's input limits, before any call: a `max_tokens` over
+/// `max_output_tokens` is refused (400); an input over `max_input_tokens`
+/// (counted in the encoding of the route's first target) goes to
+/// `on_oversize` when set, else is refused (413). Either way no upstream
+/// is called.
+fn limits<'a>(
+    gw: &'a Gateway,
+    model: &'a ModelConfig,
+    req: &ChatRequest,
+    rec: &mut Record,
+) -> Result<&'a ModelConfig, Error> {
+    if let (Some(max), Some(asked)) = (model.max_output_tokens, req.max_tokens)
+        && asked > max
+    {
+        return Err(Error::invalid_request(format!(
+            "max_tokens {asked} is over this model's limit of {max} (models.{}.max_output_tokens)",
+            model.name
+        ))
+        .with_param("max_tokens"));
+    }
+    let Some(max) = model.max_input_tokens else {
+        return Ok(model);
+    };
+    let encoding = model.targets().next().map_or("", |t| t.model.as_str());
+    let counted = tokens::count_request(req, encoding);
+    if counted <= max {
+        return Ok(model);
+    }
+    let oversize = || {
+        Error::payload_too_large(0).with_message(format!(
+            "the input is {counted} tokens, over this model's limit of {max} (models.{}.max_input_tokens)",
+            model.name
+        ))
+    };
+    let Some(other) = model
+        .on_oversize
+        .as_ref()
+        .and_then(|alias| gw.config().models.get(alias))
+    else {
+        return Err(oversize());
+    };
+    rec.trail.verdicts.push(keel_store::Verdict {
+        stage: "input_limit".to_owned(),
+        name: other.name.clone(),
+        outcome: "rerouted".to_owned(),
+        detail: Some(format!("{counted} input tokens > {max}")),
+    });
+    // The long-context route has its own limit, checked the same way.
+    limits(gw, other, req, rec)
 }
 
 /// The model's deadline, shortened by the client's `x-keel-timeout` if it

@@ -412,8 +412,16 @@ fn op_label(op: &str) -> &'static str {
     )
 }
 
-const STAGES: &[&str] = &["validation", "invariant", "input_guard", "output_guard"];
-const VERDICTS: &[&str] = &["pass", "repaired", "fail", "blocked", "redacted"];
+const STAGES: &[&str] = &[
+    "validation",
+    "invariant",
+    "input_guard",
+    "output_guard",
+    "input_limit",
+];
+const VERDICTS: &[&str] = &[
+    "pass", "repaired", "fail", "blocked", "redacted", "rerouted",
+];
 
 /// Error kinds and attempt outcomes are keel's own short snake_case codes;
 /// anything longer or stranger is not one of them.

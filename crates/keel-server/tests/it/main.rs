@@ -11,6 +11,7 @@ mod errors;
 mod front_doors;
 mod functions;
 mod headers;
+mod limits;
 mod logs;
 mod metrics;
 mod observability;
