@@ -33,6 +33,8 @@ pub struct Config {
     /// `[pricing."MODEL"]`: prices per upstream model name (a prefix:
     /// `"gpt-4o"` also prices `gpt-4o-2024-08-06`), over keel's shipped table.
     pub pricing: BTreeMap<String, Price>,
+    /// `[cache] max_bytes`: the response cache's size bound.
+    pub cache_max_bytes: u64,
 }
 
 /// US dollars per million tokens.
@@ -408,6 +410,9 @@ pub struct ModelConfig {
     /// The model alias (e.g. a cheaper long-context one) that takes inputs
     /// over `max_input_tokens` instead of refusing them.
     pub on_oversize: Option<String>,
+    /// Answers are cached this long (off when unset, unless a request asks
+    /// with `x-keel-cache: use`).
+    pub cache_ttl: Option<Duration>,
 }
 
 impl ModelConfig {

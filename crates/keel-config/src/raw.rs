@@ -30,6 +30,29 @@ pub(crate) struct RawConfig {
     pub telemetry: RawTelemetry,
     #[serde(default)]
     pub pricing: BTreeMap<String, Price>,
+    #[serde(default)]
+    pub cache: RawCache,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCache {
+    /// Answers kept in memory, in bytes (about).
+    #[serde(default = "default_cache_bytes")]
+    pub max_bytes: u64,
+}
+
+/// Enough for tens of thousands of typical answers.
+fn default_cache_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        RawCache {
+            max_bytes: default_cache_bytes(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -292,6 +315,8 @@ pub(crate) struct RawModel {
     pub max_output_tokens: Option<u32>,
     #[serde(default)]
     pub on_oversize: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub cache_ttl: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -182,6 +182,7 @@ pub(crate) fn validate(
             log,
             telemetry,
             pricing: raw.pricing,
+            cache_max_bytes: raw.cache.max_bytes,
         },
         issues,
     ))
@@ -392,6 +393,7 @@ fn model_config(
         max_input_tokens: raw.max_input_tokens,
         max_output_tokens: raw.max_output_tokens,
         on_oversize: raw.on_oversize,
+        cache_ttl: raw.cache_ttl,
     };
     for (limit, what) in [
         (config.max_input_tokens, "max_input_tokens"),

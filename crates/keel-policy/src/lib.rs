@@ -6,11 +6,14 @@
 //! - [`schema`]: JSON Schema validation with every error's instance path;
 //! - [`rules`]: invariants and forbidden states, as CEL expressions (or
 //!   regexes) over the output and the input;
+//! - [`cache`]: the exact-match response cache (canonical request hash,
+//!   moka, bounded in bytes, a TTL per entry);
 //! - [`pricing`]: what a request cost, from a shipped price table and the
 //!   config's;
 //! - [`template`]: prompt templates (minijinja, strict about undefined
 //!   variables), versioned by a content hash.
 
+pub mod cache;
 pub mod extract;
 pub mod pricing;
 pub mod rules;

@@ -6,7 +6,9 @@
 //!    read), and the permit lives until the response body ends;
 //! 2. **decode**: read the body under the size limit and parse the client's
 //!    protocol into the internal model (`body.rs`, `front.rs`);
-//! 3. authenticate, 4. guard input, 5. cache: not yet built;
+//! 3. authenticate, 4. guard input: not yet built;
+//! 5. **cache**: an exact-match answer, when the route or the request
+//!    asks for it (`Caching`);
 //! 6. **route**: model alias → its fallback chain and deadline;
 //! 7. **attempt**: the chain walked under timeouts, retries, budgets and
 //!    breakers (`attempt.rs`); when every target fails, the model's
@@ -27,6 +29,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use keel_config::{ModelConfig, OnFailure};
 use keel_core::{CallContext, Error};
+use keel_policy::cache::ResponseCache;
 use keel_policy::schema::Schema;
 use keel_protocol::chat::{ChatRequest, ChatResponse, FinishReason, ResponseFormat, Usage};
 use keel_protocol::{openai, tokens};
@@ -72,14 +75,34 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
         Err(e) => return failed(front, rec, &e),
     };
     let deadline = deadline(&headers, model);
+    // 5. cache
+    let caching = Caching::of(&headers, model, &req);
+    let hit = caching
+        .as_ref()
+        .and_then(|c| c.lookup.then(|| gw.inner.cache.get(&c.key, c.max_age)))
+        .flatten();
     // 7. attempt
-    let result = match &req.response_format {
+    let result = match (&hit, &req.response_format) {
+        (Some(entry), _) => {
+            rec.data.cache_hit = true;
+            // Nothing was paid for this answer.
+            rec.data.cost_usd = Some(0.0);
+            Ok(Served {
+                provider: "cache".to_owned(),
+                model: entry.response.model.clone(),
+                link: 0,
+                answer: Answer::Full((*entry.response).clone()),
+                held: Vec::new(),
+            })
+        }
         // 8. validate output, when the route opted in.
-        Some(ResponseFormat::JsonSchema { schema, .. }) if model.validate_output => {
+        (None, Some(ResponseFormat::JsonSchema { schema, .. })) if model.validate_output => {
             rec.trail.subject = "response_format".to_owned();
             validated(&gw, model, &req, &ctx, deadline, schema, &mut rec.trail).await
         }
-        _ => attempt::run(&gw, model, &req, &ctx, deadline, 0, &mut rec.trail.attempts).await,
+        (None, _) => {
+            attempt::run(&gw, model, &req, &ctx, deadline, 0, &mut rec.trail.attempts).await
+        }
     };
     rec.phase("attempt");
     let count = rec.trail.attempts.len();
@@ -108,6 +131,14 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
     if let Some(how) = degraded {
         names.push(("x-keel-degraded", how.to_owned()));
     }
+    if let Some(c) = &caching {
+        let state = match (&hit, c.lookup) {
+            (Some(_), _) => "hit",
+            (None, true) => "miss",
+            (None, false) => "refresh",
+        };
+        names.push(("x-keel-cache", state.to_owned()));
+    }
     held.extend(served.held);
     // 9. translate
     let events: keel_core::EventStream = match served.answer {
@@ -117,6 +148,14 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
                 gw.inner
                     .stale
                     .put(StaleAnswers::key(&model.name, &req), &resp);
+            }
+            // Only a fresh, whole, successful answer is cached.
+            if let Some(c) = &caching
+                && hit.is_none()
+                && degraded.is_none()
+                && resp.finish_reason != FinishReason::ContentFilter
+            {
+                gw.inner.cache.put(c.key, resp.clone(), c.ttl);
             }
             if !req.stream {
                 rec.usage = resp.usage;
@@ -302,6 +341,47 @@ async fn decode(
     let bytes = body::read(headers, body, gw.config().server.max_body_bytes).await?;
     rec.input(bytes.clone());
     front.decode(&bytes)
+}
+
+/// How a request uses the response cache: the route's `cache_ttl`, or
+/// `x-keel-cache: use` (with the default TTL); `skip` bypasses it,
+/// `refresh` calls the upstream and stores the new answer;
+/// `x-keel-cache-max-age: SECONDS` refuses older answers.
+struct Caching {
+    key: [u8; 32],
+    ttl: Duration,
+    lookup: bool,
+    max_age: Option<Duration>,
+}
+
+/// TTL for `x-keel-cache: use` on a route with no `cache_ttl`.
+const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
+
+impl Caching {
+    fn of(headers: &HeaderMap, model: &ModelConfig, req: &ChatRequest) -> Option<Caching> {
+        let asked = headers
+            .get("x-keel-cache")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase());
+        let (lookup, ttl) = match (asked.as_deref(), model.cache_ttl) {
+            (Some("skip"), _) | (None, None) => return None,
+            (Some("refresh"), ttl) => (false, ttl.unwrap_or(DEFAULT_CACHE_TTL)),
+            (Some("use"), ttl) => (true, ttl.unwrap_or(DEFAULT_CACHE_TTL)),
+            (_, Some(ttl)) => (true, ttl),
+            (Some(_), None) => return None,
+        };
+        let max_age = headers
+            .get("x-keel-cache-max-age")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        Some(Caching {
+            key: ResponseCache::key(req),
+            ttl,
+            lookup,
+            max_age,
+        })
+    }
 }
 
 /// The route's input limits, before any call: a `max_tokens` over

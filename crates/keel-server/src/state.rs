@@ -13,6 +13,7 @@ use keel_resilience::balance::{Group, Strategy};
 use keel_resilience::breaker::{Breaker, BreakerConfig};
 use keel_resilience::budget::{BudgetConfig, RetryBudget};
 
+use keel_policy::cache::ResponseCache;
 use keel_policy::pricing::Pricing;
 use keel_store::{Recorder, Writer};
 
@@ -43,6 +44,7 @@ pub(crate) struct Inner {
     pub sinks: Sinks,
     /// Prices per upstream model, for each request's cost.
     pub pricing: Pricing,
+    pub cache: ResponseCache,
 }
 
 /// One provider and the reliability state that guards it.
@@ -152,6 +154,7 @@ impl Gateway {
             inner: Arc::new(Inner {
                 sinks,
                 pricing: Pricing::new(&config.pricing),
+                cache: ResponseCache::new(config.cache_max_bytes),
                 functions,
                 workflows,
                 config,
