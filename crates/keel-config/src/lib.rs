@@ -413,6 +413,19 @@ pub struct ModelConfig {
     /// Answers are cached this long (off when unset, unless a request asks
     /// with `x-keel-cache: use`).
     pub cache_ttl: Option<Duration>,
+    /// keel's own limits for this model, whoever calls it.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Requests and tokens per minute (GCRA: smooth, with a burst of a minute's
+/// worth). A request's tokens are its counted input plus its `max_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+    #[serde(default)]
+    pub tokens_per_minute: Option<u32>,
 }
 
 impl ModelConfig {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::{
-    Admission, Balance, Capture, FaultRule, Params, Price, Resilience, Rule, Step, Structured,
-    Trigger,
+    Admission, Balance, Capture, FaultRule, Params, Price, RateLimit, Resilience, Rule, Step,
+    Structured, Trigger,
 };
 
 #[derive(Debug, Deserialize)]
@@ -317,6 +317,8 @@ pub(crate) struct RawModel {
     pub on_oversize: Option<String>,
     #[serde(default, with = "humantime_serde")]
     pub cache_ttl: Option<Duration>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
 }
 
 #[derive(Debug, Deserialize)]

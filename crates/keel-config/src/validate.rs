@@ -394,7 +394,21 @@ fn model_config(
         max_output_tokens: raw.max_output_tokens,
         on_oversize: raw.on_oversize,
         cache_ttl: raw.cache_ttl,
+        rate_limit: raw.rate_limit,
     };
+    if let Some(r) = &config.rate_limit {
+        for (value, what) in [
+            (r.requests_per_minute, "requests_per_minute"),
+            (r.tokens_per_minute, "tokens_per_minute"),
+        ] {
+            if value == Some(0) {
+                issues.push(Issue::error(
+                    format!("{at}.rate_limit.{what}"),
+                    "must be at least 1",
+                ));
+            }
+        }
+    }
     for (limit, what) in [
         (config.max_input_tokens, "max_input_tokens"),
         (config.max_output_tokens, "max_output_tokens"),
@@ -979,6 +993,7 @@ mod tests {
             [models.b]
             targets = [{ provider = "s", model = "x" }]
             on_oversize = "a"
+            rate_limit = { requests_per_minute = 0 }
             "#,
             &[],
         )
@@ -987,6 +1002,7 @@ mod tests {
             error_locations(&err),
             [
                 "models.a.max_input_tokens",
+                "models.b.rate_limit.requests_per_minute",
                 "models.b.on_oversize",
                 "models.a.on_oversize"
             ]

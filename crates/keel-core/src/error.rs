@@ -144,6 +144,17 @@ impl Error {
         .with_retry_after(Some(retry_after))
     }
 
+    /// keel's own rate limit (not a provider's): 429 + `Retry-After`.
+    pub fn rate_limited(message: impl Into<String>, retry_after: Duration) -> Self {
+        Self::new(
+            ErrorKind::RateLimited,
+            Source::Client,
+            false,
+            message.into(),
+        )
+        .with_retry_after(Some(retry_after))
+    }
+
     /// The request's deadline passed before an answer arrived.
     pub fn deadline_exceeded(after: Duration, attempts: usize) -> Self {
         Self::new(

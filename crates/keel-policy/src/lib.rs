@@ -10,12 +10,14 @@
 //!   moka, bounded in bytes, a TTL per entry);
 //! - [`pricing`]: what a request cost, from a shipped price table and the
 //!   config's;
+//! - [`rate`]: keel's own rate limits (GCRA): requests and tokens per minute;
 //! - [`template`]: prompt templates (minijinja, strict about undefined
 //!   variables), versioned by a content hash.
 
 pub mod cache;
 pub mod extract;
 pub mod pricing;
+pub mod rate;
 pub mod rules;
 pub mod schema;
 pub mod template;

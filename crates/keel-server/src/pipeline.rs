@@ -70,7 +70,7 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
         return failed(front, rec, &Error::model_not_found(&req.model));
     };
     rec.capture(model.capture);
-    let model = match limits(&gw, model, &req, &mut rec) {
+    let model = match limits(&gw, model, &req, &mut rec).and_then(|m| rate_limit(&gw, m, &req)) {
         Ok(m) => m,
         Err(e) => return failed(front, rec, &e),
     };
@@ -433,6 +433,33 @@ fn limits<'a>(
     });
     // The long-context route has its own limit, checked the same way.
     limits(gw, other, req, rec)
+}
+
+/// keel's own rate limits for the model: a request takes one request slot
+/// and its tokens (counted input plus `max_tokens`), or gets 429 +
+/// `Retry-After` saying which of keel's limits it hit.
+fn rate_limit<'a>(
+    gw: &Gateway,
+    model: &'a ModelConfig,
+    req: &ChatRequest,
+) -> Result<&'a ModelConfig, Error> {
+    let Some(limits) = gw.inner.rate_limits.get(&model.name) else {
+        return Ok(model);
+    };
+    let encoding = model.targets().next().map_or("", |t| t.model.as_str());
+    let tokens = tokens::count_request(req, encoding).saturating_add(req.max_tokens.unwrap_or(0));
+    limits.admit(tokens).map(|()| model).map_err(|r| {
+        Error::rate_limited(
+            format!(
+                "keel's rate limit for model `{}` ({} {}) is reached; retry in {:.1} s",
+                model.name,
+                r.per_minute,
+                r.limit.replace('_', " "),
+                r.retry_after.as_secs_f64()
+            ),
+            r.retry_after,
+        )
+    })
 }
 
 /// The model's deadline, shortened by the client's `x-keel-timeout` if it

@@ -15,6 +15,7 @@ use keel_resilience::budget::{BudgetConfig, RetryBudget};
 
 use keel_policy::cache::ResponseCache;
 use keel_policy::pricing::Pricing;
+use keel_policy::rate::RateLimits;
 use keel_store::{Recorder, Writer};
 
 use crate::functions::Function;
@@ -45,6 +46,8 @@ pub(crate) struct Inner {
     /// Prices per upstream model, for each request's cost.
     pub pricing: Pricing,
     pub cache: ResponseCache,
+    /// keel's own rate limits, by model alias.
+    pub rate_limits: HashMap<String, RateLimits>,
 }
 
 /// One provider and the reliability state that guards it.
@@ -155,6 +158,13 @@ impl Gateway {
                 sinks,
                 pricing: Pricing::new(&config.pricing),
                 cache: ResponseCache::new(config.cache_max_bytes),
+                rate_limits: config
+                    .models
+                    .iter()
+                    .filter_map(|(alias, m)| {
+                        m.rate_limit.map(|r| (alias.clone(), RateLimits::new(&r)))
+                    })
+                    .collect(),
                 functions,
                 workflows,
                 config,

@@ -98,3 +98,61 @@ async fn oversized_input_is_refused_or_rerouted_with_no_upstream_call() {
         .unwrap();
     assert_eq!(resp.headers()["x-keel-model"], "gpt-4o-mini");
 }
+
+/// keel's own rate limit: past the minute's burst, 429 + Retry-After in the
+/// client's error shape, saying it is keel's limit, with no upstream call.
+#[tokio::test]
+async fn keel_s_rate_limit_answers_429_in_the_client_s_shape() {
+    let (sim_server, sim) = keel_testkit::sim(SimConfig::default()).await;
+    let keel = keel_testkit::keel(&format!(
+        r#"
+        [providers.up]
+        kind = "openai"
+        base_url = "{url}/v1"
+        [models.limited]
+        targets = [{{ provider = "up", model = "m" }}]
+        rate_limit = {{ requests_per_minute = 2 }}
+        "#,
+        url = sim_server.url()
+    ))
+    .await;
+    let post = |path: &str, body: serde_json::Value| {
+        client()
+            .post(format!("{}{path}", keel.url()))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    for _ in 0..2 {
+        let resp = post("/v1/chat/completions", openai_chat("limited", "hi"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let calls = sim.stats().requests;
+    let resp = post("/v1/chat/completions", openai_chat("limited", "hi"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    let retry_after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry_after), "{retry_after}");
+    let body = json_of(resp).await;
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("keel's rate limit")
+    );
+    let resp = post("/v1/messages", anthropic_chat("limited", "hi"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    let body = json_of(resp).await;
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    assert_eq!(sim.stats().requests, calls);
+}
