@@ -4,10 +4,10 @@
 //! bounded in bytes, each entry with its own time to live.
 //!
 //! The key is a SHA-256 of the canonical JSON of those fields (struct
-//! fields in a fixed order, maps sorted), so the same request through either
-//! front door, streamed or not, hits the same entry. `stream`, usage
-//! options, `user` and the front door do not change the answer and are left
-//! out.
+//! fields in a fixed order, maps sorted), so the same request streamed or
+//! not hits the same entry. The front door is part of it (its extra
+//! parameters mean different things); `stream`, usage options and `user` do
+//! not change the answer and are left out.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,6 +61,8 @@ struct Keyed<'a> {
     tool_choice: &'a Option<keel_protocol::chat::ToolChoice>,
     response_format: &'a Option<keel_protocol::chat::ResponseFormat>,
     extra: &'a serde_json::Map<String, serde_json::Value>,
+    /// `extra` means different things at each front door.
+    protocol: keel_protocol::chat::Protocol,
 }
 
 impl ResponseCache {
@@ -89,6 +91,7 @@ impl ResponseCache {
             tool_choice: &req.tool_choice,
             response_format: &req.response_format,
             extra: &req.extra,
+            protocol: req.protocol,
         };
         // Serialising these plain types cannot fail; an empty key would
         // only ever match itself.

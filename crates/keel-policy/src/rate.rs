@@ -1,8 +1,7 @@
 //! keel's own rate limits (in process, GCRA via governor): requests and
 //! tokens per minute, each smooth with a burst of one minute's worth. A
-//! request is admitted only if every limit has room; one refused by the
-//! token limit does not use up a request slot, and the caller learns how
-//! long to wait.
+//! request is admitted only if every limit has room, and the caller learns
+//! how long to wait when it is not.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -50,29 +49,10 @@ impl RateLimits {
         }
     }
 
-    /// Takes one request and `tokens` tokens, or says why not.
+    /// Takes one request and `tokens` tokens, or says why not. The request
+    /// limit is checked first: a request it refuses takes no tokens (one the
+    /// token limit refuses has used a request slot, the cheaper waste).
     pub fn admit(&self, tokens: u32) -> Result<(), Refused> {
-        if let Some((gcra, per_minute)) = &self.tokens {
-            let n = NonZeroU32::new(tokens.max(1)).unwrap_or(NonZeroU32::MIN);
-            match gcra.check_n(n) {
-                Ok(Ok(())) => {}
-                Ok(Err(not_until)) => {
-                    return Err(Refused {
-                        limit: "tokens_per_minute",
-                        per_minute: *per_minute,
-                        retry_after: not_until.wait_time_from(self.clock.now()),
-                    });
-                }
-                // More tokens than a minute's worth can never fit.
-                Err(_) => {
-                    return Err(Refused {
-                        limit: "tokens_per_minute",
-                        per_minute: *per_minute,
-                        retry_after: Duration::from_secs(60),
-                    });
-                }
-            }
-        }
         if let Some((gcra, per_minute)) = &self.requests
             && let Err(not_until) = gcra.check()
         {
@@ -82,7 +62,21 @@ impl RateLimits {
                 retry_after: not_until.wait_time_from(self.clock.now()),
             });
         }
-        Ok(())
+        let Some((gcra, per_minute)) = &self.tokens else {
+            return Ok(());
+        };
+        let n = NonZeroU32::new(tokens.max(1)).unwrap_or(NonZeroU32::MIN);
+        let retry_after = match gcra.check_n(n) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(not_until)) => not_until.wait_time_from(self.clock.now()),
+            // More tokens than a minute's worth can never fit.
+            Err(_) => Duration::from_secs(60),
+        };
+        Err(Refused {
+            limit: "tokens_per_minute",
+            per_minute: *per_minute,
+            retry_after,
+        })
     }
 }
 

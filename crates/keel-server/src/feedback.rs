@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use keel_core::Error;
 use keel_store::Feedback;
 use serde::Deserialize;
@@ -24,7 +24,7 @@ use serde_json::json;
 
 use crate::body;
 use crate::front::Front;
-use crate::pipeline::{admit, failed};
+use crate::pipeline::{admit, failed, json_holding};
 use crate::state::Gateway;
 
 const MAX_ID: usize = 256;
@@ -32,6 +32,8 @@ const MAX_LABEL: usize = 64;
 const MAX_COMMENT: usize = 4096;
 /// How long to wait for the writer to store a request answered moments ago.
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
+/// The longest a store query may take before the client gets 503.
+const STORE_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,19 +49,21 @@ struct FeedbackIn {
 
 pub(crate) async fn submit(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
     let front = Front::OPENAI;
-    let (rec, _ctx, _permit) = match admit(&gw, front, "feedback", &headers).await {
+    let (rec, _ctx, permit) = match admit(&gw, front, "feedback", &headers).await {
         Ok(x) => x,
         Err(shed) => return shed,
     };
     match store(&gw, &headers, body).await {
         Ok(id) => {
             rec.ok_with(StatusCode::CREATED.as_u16());
-            (
-                StatusCode::CREATED,
-                [(header::CONTENT_TYPE, "application/json")],
-                json!({"request_id": id, "stored": true}).to_string(),
-            )
-                .into_response()
+            let mut response = json_holding(
+                json!({"request_id": id, "stored": true})
+                    .to_string()
+                    .into_bytes(),
+                vec![Box::new(permit)],
+            );
+            *response.status_mut() = StatusCode::CREATED;
+            response
         }
         Err(e) => failed(front, rec, &e),
     }
@@ -75,6 +79,16 @@ async fn store(gw: &Gateway, headers: &HeaderMap, body: Body) -> Result<String, 
             Error::invalid_request(format!("request_id must be 1 to {MAX_ID} bytes"))
                 .with_param("request_id"),
         );
+    }
+    let texts = [
+        Some(input.request_id.as_str()),
+        input.label.as_deref(),
+        input.comment.as_deref(),
+    ];
+    if texts.iter().flatten().any(|t| t.contains('\0')) {
+        return Err(Error::invalid_request(
+            "feedback text must not contain NUL characters",
+        ));
     }
     if input.score.is_none() && input.label.is_none() && input.comment.is_none() {
         return Err(Error::invalid_request(
@@ -108,10 +122,15 @@ async fn store(gw: &Gateway, headers: &HeaderMap, body: Body) -> Result<String, 
     };
     // The request may have been answered a moment ago: let its record land.
     recorder.flush(FLUSH_WAIT).await;
-    let unavailable = |e: keel_store::StoreError| {
+    let unavailable = |e: &dyn std::fmt::Display| {
         Error::unavailable(format!("the request log is unavailable: {e}"))
     };
-    if !recorder.store().exists(id).await.map_err(unavailable)? {
+    // A store that stops answering must not hold the request forever.
+    let exists = tokio::time::timeout(STORE_WAIT, recorder.store().exists(id))
+        .await
+        .map_err(|e| unavailable(&e))?
+        .map_err(|e| unavailable(&e))?;
+    if !exists {
         return Err(
             Error::not_found(format!("no request `{id}` in the request log"))
                 .with_param("request_id"),
@@ -126,10 +145,9 @@ async fn store(gw: &Gateway, headers: &HeaderMap, body: Body) -> Result<String, 
         label: input.label.map(|l| sinks.scrub(&l)),
         comment: input.comment.map(|c| sinks.scrub(&c)),
     };
-    recorder
-        .store()
-        .add_feedback(&feedback)
+    tokio::time::timeout(STORE_WAIT, recorder.store().add_feedback(&feedback))
         .await
-        .map_err(unavailable)?;
+        .map_err(|e| unavailable(&e))?
+        .map_err(|e| unavailable(&e))?;
     Ok(id.to_owned())
 }

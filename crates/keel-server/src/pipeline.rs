@@ -122,6 +122,8 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
     rec.served(&served.provider, &served.model);
     if let Some(how) = degraded {
         rec.data.degraded = Some(how.to_owned());
+        // A stale or static answer cost nothing now.
+        rec.data.cost_usd = Some(0.0);
     }
     let mut names = vec![
         ("x-keel-provider", served.provider.clone()),

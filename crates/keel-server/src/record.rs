@@ -13,6 +13,7 @@
 //! tags) is scrubbed before it leaves; headers are never copied in.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use axum::http::HeaderMap;
@@ -22,6 +23,7 @@ use keel_core::{Error, TraceIds};
 use keel_protocol::chat::Usage;
 use keel_store::{AttemptRecord, RequestRecord, Verdict};
 use keel_telemetry::trace::{AttrValue, SpanData, SpanKind, TraceContext, new_span_id};
+use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::attempt::Attempt;
@@ -34,6 +36,8 @@ use crate::state::Gateway;
 const SESSION_HEADER: &str = "x-keel-session";
 const TAGS_HEADER: &str = "x-keel-tags";
 const MAX_SESSION: usize = 128;
+/// Longer than any credential the patterns mask.
+const MASK_OVERLAP: usize = 512;
 const MAX_TAGS: usize = 16;
 const MAX_TAG_KEY: usize = 64;
 const MAX_TAG_VALUE: usize = 256;
@@ -48,6 +52,9 @@ pub(crate) struct Trail {
     pub attempts: Vec<Attempt>,
     pub verdicts: Vec<Verdict>,
     pub reasks: u32,
+    /// Every validated call's usage, re-asks included: what a request that
+    /// ends without a valid answer still consumed.
+    pub usage: Usage,
 }
 
 impl Trail {
@@ -173,9 +180,20 @@ impl Record {
         }
     }
 
-    /// The most of an output body worth collecting piece by piece.
+    /// The most of a body worth keeping raw: the capture size plus room for
+    /// a credential that straddles the cut to still be masked whole (the
+    /// writer masks, then cuts to the capture size). A hashed body is kept
+    /// whole.
     pub fn capture_limit(&self) -> usize {
-        self.gw.config().log.capture_max_bytes
+        match self.capture {
+            Capture::Hashed => usize::MAX,
+            _ => self
+                .gw
+                .config()
+                .log
+                .capture_max_bytes
+                .saturating_add(MASK_OVERLAP),
+        }
     }
 
     /// What the request cost so far: its usage at the served model's price
@@ -284,6 +302,9 @@ impl Record {
     fn complete(&mut self, status: u16, err: Option<(&str, &str)>, end: Instant) -> RequestRecord {
         let sinks = &self.gw.inner.sinks;
         let since = |t: Instant| ms(t.saturating_duration_since(self.started));
+        if self.usage == Usage::default() {
+            self.usage = self.trail.usage;
+        }
         let cost = self.cost();
         let mut rec = std::mem::take(&mut self.data);
         rec.status = status;
@@ -335,19 +356,22 @@ impl Record {
         // Bodies go raw, cut (unless hashed whole); the writer applies the
         // capture policy off the request path (`Scrubber::capture`).
         rec.capture = self.capture;
-        let limit = match self.capture {
-            Capture::Hashed => usize::MAX,
-            _ => self.gw.config().log.capture_max_bytes,
-        };
-        rec.input = self
-            .input
-            .take()
-            .filter(|_| self.wants_bodies())
-            .map(|b| String::from_utf8_lossy(&b[..b.len().min(limit)]).into_owned());
-        rec.output = self.output.take().map(|mut t| {
-            t.truncate(cut(&t, limit).len());
-            t
-        });
+        let (input, output) = (self.input.take(), self.output.take());
+        if self.wants_bodies() {
+            if self.capture == Capture::Hashed {
+                // Hashed whole, here: only the digest waits in the queue.
+                rec.input = input.map(|b| sha256(&b));
+                rec.output = output.map(|t| sha256(t.as_bytes()));
+            } else {
+                let limit = self.capture_limit();
+                rec.input =
+                    input.map(|b| String::from_utf8_lossy(&b[..b.len().min(limit)]).into_owned());
+                rec.output = output.map(|mut t| {
+                    t.truncate(cut(&t, limit).len());
+                    t
+                });
+            }
+        }
         rec
     }
 
@@ -485,6 +509,16 @@ fn tags(header: &str, scrub: impl Fn(&str) -> String) -> BTreeMap<String, String
         .take(MAX_TAGS)
         .map(|(k, v)| (scrub(cut(k, MAX_TAG_KEY)), scrub(cut(v, MAX_TAG_VALUE))))
         .collect()
+}
+
+/// `sha256:` and the hex digest of `bytes`.
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .fold(String::from("sha256:"), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
 }
 
 fn ms(d: Duration) -> f64 {

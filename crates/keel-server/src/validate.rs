@@ -97,6 +97,7 @@ pub(crate) async fn run(
                 )));
             };
             usage.add(response.usage);
+            trail.usage.add(response.usage);
             // A reply forced into a tool call carries its JSON as arguments.
             let raw = response
                 .tool_calls

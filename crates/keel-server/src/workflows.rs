@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 
 use crate::front::Front;
 use crate::functions::{self, FunctionError};
-use crate::pipeline::{admit, cost_header, failed, set_headers};
+use crate::pipeline::{admit, cost_header, failed, json_holding, set_headers};
 use crate::record::Record;
 use crate::state::Gateway;
 
@@ -57,7 +57,7 @@ pub(crate) async fn invoke(
     body: Body,
 ) -> Response {
     // Admitted once for the whole run: its steps are one request's work.
-    let (mut rec, ctx, _permit) = match admit(&gw, Front::OPENAI, "workflow", &headers).await {
+    let (mut rec, ctx, permit) = match admit(&gw, Front::OPENAI, "workflow", &headers).await {
         Ok(x) => x,
         Err(shed) => return shed,
     };
@@ -146,6 +146,9 @@ pub(crate) async fn invoke(
                         json!(null),
                     ),
                 };
+                // What the completed steps cost (the failed one's calls are
+                // in the record's usage, unpriced).
+                rec.data.cost_usd = cost;
                 return step_failed(rec, step, status, code, &message, details, report);
             }
         }
@@ -159,7 +162,7 @@ pub(crate) async fn invoke(
         rec.output(String::from_utf8_lossy(&body).into_owned());
     }
     rec.ok();
-    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    let mut response = json_holding(body, vec![Box::new(permit)]);
     set_headers(&mut response, &names);
     response
 }

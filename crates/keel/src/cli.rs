@@ -42,7 +42,7 @@ enum Command {
         listen: Option<SocketAddr>,
         /// Override the request log's store: a SQLite file or a
         /// postgres:// URL (`keel logs` reads the same variable).
-        #[arg(long, env = "KEEL_DB")]
+        #[arg(long, env = "KEEL_DB", hide_env_values = true)]
         db: Option<String>,
     },
     /// Run the provider simulator as an HTTP upstream (OpenAI and Anthropic protocols).

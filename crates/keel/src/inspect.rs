@@ -22,7 +22,7 @@ pub struct Source {
     #[arg(long, short)]
     pub config: Option<std::path::PathBuf>,
     /// The store itself: a SQLite file or a postgres:// URL (overrides the config).
-    #[arg(long, env = "KEEL_DB")]
+    #[arg(long, env = "KEEL_DB", hide_env_values = true)]
     pub db: Option<String>,
 }
 

@@ -119,3 +119,34 @@ async fn cached_prompt_tokens_are_priced_at_their_own_rate() {
         400.0
     );
 }
+
+/// A degraded (static or stale) answer cost nothing, whatever its model.
+#[tokio::test]
+async fn a_degraded_answer_costs_nothing() {
+    let keel = keel_testkit::keel(
+        r#"
+        [pricing."priced"]
+        input = 5.0
+        output = 5.0
+        [providers.sim]
+        kind = "sim"
+        resilience = { max_retries = 0, breaker = { enabled = false } }
+        [models.priced]
+        targets = [{ provider = "sim", model = "priced" }]
+        on_failure = "static"
+        static_message = "Please try again later."
+        "#,
+    )
+    .await;
+    let resp = client()
+        .post(format!("{}/v1/chat/completions", keel.url()))
+        .header("content-type", "application/json")
+        .header("x-keel-sim-fault", "status=503")
+        .body(openai_chat("priced", "hi").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-keel-degraded"], "static");
+    assert_eq!(resp.headers()["x-keel-cost"], "0.00000000");
+}
