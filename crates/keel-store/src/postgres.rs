@@ -9,10 +9,10 @@
 //! closed opens a new one first, so the first call after an outage fails
 //! and a later one reconnects; nothing reconnects in the background.
 //!
-//! Batches are written as multi-row `INSERT … ON CONFLICT DO NOTHING`
-//! statements ([`crate::sql::insert_requests`]) rather than `COPY`: `COPY`
-//! cannot skip duplicate ids without a staging table, and a batch of a few
-//! hundred rows is one round trip either way.
+//! Batches are written as multi-row `INSERT` statements
+//! ([`crate::sql::insert_requests`]) rather than `COPY`: a batch of a few
+//! hundred rows is one round trip either way, and the statement shares its
+//! SQL with SQLite.
 
 use std::error::Error as StdError;
 use std::sync::Arc;
@@ -36,7 +36,8 @@ const MIGRATION_LOCK: i64 = 0x6b65_656c;
 /// Migration steps, in order: step `i` is schema version `i + 1`. Append,
 /// never edit: a database remembers which versions it has run. Integers
 /// are all BIGINT, so every integer parameter is an `i64`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE requests (
     id            TEXT PRIMARY KEY,
     trace_id      TEXT NOT NULL,
@@ -79,7 +80,15 @@ CREATE TABLE feedback (
     comment    TEXT
 );
 CREATE INDEX feedback_request ON feedback (request_id);
-"];
+",
+    "
+-- A client may reuse a request id: every request keeps its own row, keyed
+-- by insertion order; `id` is indexed, not unique.
+ALTER TABLE requests DROP CONSTRAINT requests_pkey;
+ALTER TABLE requests ADD COLUMN seq BIGSERIAL PRIMARY KEY;
+CREATE INDEX requests_id ON requests (id);
+",
+];
 
 #[derive(Clone)]
 pub(crate) struct Postgres {

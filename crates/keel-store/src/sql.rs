@@ -237,10 +237,9 @@ const REQUEST_COLUMNS: [&str; 27] = [
 /// SQLite's (32766) and Postgres's (65535) limits.
 const INSERT_CHUNK: usize = 500;
 
-/// Inserts for a batch of records, one multi-row `INSERT` per chunk, to run
-/// in one transaction. A record whose id is already stored is skipped
-/// (`ON CONFLICT DO NOTHING`): clients choose request ids and may reuse
-/// one, and that must not fail the rest of the batch.
+/// Inserts for a batch of records, to run in one transaction. Ids are not
+/// unique: clients choose request ids and may reuse one, and each request
+/// keeps its own row (`get` returns the latest).
 pub(crate) fn insert_requests(
     dialect: Dialect,
     records: &[RequestRecord],
@@ -266,7 +265,7 @@ pub(crate) fn insert_requests(
                 rows.push(format!("({})", cells.join(", ")));
             }
             q.sql = format!(
-                "INSERT INTO requests ({}) VALUES {} ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO requests ({}) VALUES {}",
                 REQUEST_COLUMNS.join(", "),
                 rows.join(", ")
             );
@@ -401,7 +400,10 @@ fn select_from(q: &mut Query, sel: &Selection<'_>) {
     match sel {
         Selection::Id(id) => {
             let p = q.bind(Value::text(id));
-            q.sql.push_str(&format!(" WHERE id = {p}"));
+            // A reused id: the latest request with it.
+            q.sql.push_str(&format!(
+                " WHERE id = {p} ORDER BY time_ms DESC, seq DESC LIMIT 1"
+            ));
         }
         Selection::Filter(filter) => {
             push_where(q, filter);

@@ -64,6 +64,48 @@ CREATE TABLE feedback (
     comment    TEXT
 );
 CREATE INDEX feedback_request ON feedback (request_id);
+", "
+-- A client may reuse a request id: every request keeps its own row, keyed
+-- by insertion order; `id` is indexed, not unique.
+CREATE TABLE requests_v2 (
+    seq           INTEGER PRIMARY KEY,
+    id            TEXT NOT NULL,
+    trace_id      TEXT NOT NULL,
+    time_ms       INTEGER NOT NULL,
+    session       TEXT,
+    key_id        TEXT,
+    front         TEXT NOT NULL,
+    op            TEXT NOT NULL,
+    route         TEXT,
+    model         TEXT NOT NULL,
+    target        TEXT,
+    status        INTEGER NOT NULL,
+    error_kind    TEXT,
+    error         TEXT,
+    degraded      TEXT,
+    stream        INTEGER NOT NULL,
+    latency_ms    REAL NOT NULL,
+    ttft_ms       REAL,
+    upstream_ms   REAL NOT NULL,
+    overhead_ms   REAL NOT NULL,
+    input_tokens  INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cost_usd      REAL,
+    cache_hit     INTEGER NOT NULL,
+    fallback      INTEGER NOT NULL,
+    reasks        INTEGER NOT NULL,
+    record        TEXT NOT NULL
+);
+INSERT INTO requests_v2 (id, trace_id, time_ms, session, key_id, front, op, route, model, target, status, error_kind, error, degraded, stream, latency_ms, ttft_ms, upstream_ms, overhead_ms, input_tokens, output_tokens, cached_tokens, cost_usd, cache_hit, fallback, reasks, record)
+    SELECT id, trace_id, time_ms, session, key_id, front, op, route, model, target, status, error_kind, error, degraded, stream, latency_ms, ttft_ms, upstream_ms, overhead_ms, input_tokens, output_tokens, cached_tokens, cost_usd, cache_hit, fallback, reasks, record FROM requests ORDER BY time_ms;
+DROP TABLE requests;
+ALTER TABLE requests_v2 RENAME TO requests;
+CREATE INDEX requests_id ON requests (id);
+CREATE INDEX requests_time ON requests (time_ms, id);
+CREATE INDEX requests_model ON requests (model);
+CREATE INDEX requests_key ON requests (key_id);
+CREATE INDEX requests_status ON requests (status);
 "];
 
 #[derive(Clone)]

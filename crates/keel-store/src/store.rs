@@ -136,9 +136,9 @@ impl Store {
         }
     }
 
-    /// Stores a batch in one transaction. A record whose id is already
-    /// stored is skipped, not an error (clients choose request ids and may
-    /// reuse one); the first record stored under an id stays.
+    /// Stores a batch in one transaction. Ids need not be unique (clients
+    /// choose request ids and may reuse one): every record is kept, and
+    /// [`Store::get`] returns the latest under an id.
     pub async fn insert(&self, records: &[RequestRecord]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());

@@ -719,3 +719,19 @@ async fn bodies_are_kept_as_each_route_s_capture_policy_says() {
     assert_eq!((off.input.as_deref(), off.output.as_deref()), (None, None));
     assert_eq!(off.capture, keel_config::Capture::Off);
 }
+
+/// A client that reuses its `x-request-id` still gets one record per request.
+#[tokio::test]
+async fn a_reused_request_id_keeps_a_record_per_request() {
+    let (upstream, _) = mock_upstream().await;
+    let k = logged(&upstream.url()).await;
+    for text in ["first", "second"] {
+        let resp = k.chat("reused", openai_chat("fast", text), &[]).await;
+        assert_eq!(resp.status(), 200);
+    }
+    let (records, store) = k.records().await;
+    let reused: Vec<_> = records.iter().filter(|r| r.id == "reused").collect();
+    assert_eq!(reused.len(), 2);
+    let latest = store.get("reused").await.unwrap().unwrap();
+    assert!(latest.input.as_deref().unwrap().contains("second"));
+}

@@ -39,20 +39,30 @@ pub async fn large_batch(store: &Store) {
 
 /// A reused id is skipped; the rest of the batch is stored.
 pub async fn duplicate_ids(store: &Store) {
+    // A client may reuse a request id: every request keeps its row, and
+    // `get` gives the latest.
     store.insert(&[rec("dup", 1_000)]).await.unwrap();
     let mut again = rec("dup", 9_000);
     again.model = "other".to_owned();
     store.insert(&[again, rec("fresh", 2_000)]).await.unwrap();
-    let kept = store.get("dup").await.unwrap().unwrap();
-    assert_eq!((kept.model.as_str(), kept.time_ms), ("gpt", 1_000));
+    let latest = store.get("dup").await.unwrap().unwrap();
+    assert_eq!((latest.model.as_str(), latest.time_ms), ("other", 9_000));
     assert!(store.exists("fresh").await.unwrap());
 
-    // Twice in the same batch: the first one stays.
+    // Twice in the same batch: both kept.
     store
         .insert(&[rec("twice", 1), rec("twice", 2), rec("once", 3)])
         .await
         .unwrap();
-    assert_eq!(store.get("twice").await.unwrap().unwrap().time_ms, 1);
+    assert_eq!(store.get("twice").await.unwrap().unwrap().time_ms, 2);
+    let all = store
+        .list(&Filter {
+            text: Some("twice".to_owned()),
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
     assert!(store.exists("once").await.unwrap());
 }
 
