@@ -245,6 +245,66 @@ impl ChatResponse {
     }
 }
 
+/// The whole answer a stream adds up to (the inverse of
+/// [`ChatResponse::to_events`]): what a streamed answer is cached as.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    id: String,
+    model: String,
+    created: u64,
+    text: String,
+    tool_calls: Vec<ToolCall>,
+    finish_reason: Option<FinishReason>,
+    usage: Usage,
+}
+
+impl Assembler {
+    pub fn push(&mut self, event: &StreamEvent) {
+        match event {
+            StreamEvent::Start {
+                id,
+                model,
+                created,
+                input_tokens,
+            } => {
+                self.id.clone_from(id);
+                self.model.clone_from(model);
+                self.created = *created;
+                self.usage.input_tokens = input_tokens.unwrap_or(0);
+            }
+            StreamEvent::TextDelta(t) => self.text.push_str(t),
+            StreamEvent::ToolCallStart { id, name, .. } => self.tool_calls.push(ToolCall {
+                id: id.clone(),
+                name: name.clone(),
+                arguments: String::new(),
+            }),
+            StreamEvent::ToolCallDelta { index, arguments } => {
+                if let Some(call) = usize::try_from(*index)
+                    .ok()
+                    .and_then(|i| self.tool_calls.get_mut(i))
+                {
+                    call.arguments.push_str(arguments);
+                }
+            }
+            StreamEvent::Finish(reason) => self.finish_reason = Some(*reason),
+            StreamEvent::Usage(u) => self.usage = *u,
+            StreamEvent::Done => {}
+        }
+    }
+
+    pub fn finish(self) -> ChatResponse {
+        ChatResponse {
+            id: self.id,
+            model: self.model,
+            created: self.created,
+            text: self.text,
+            tool_calls: self.tool_calls,
+            finish_reason: self.finish_reason.unwrap_or(FinishReason::Stop),
+            usage: self.usage,
+        }
+    }
+}
+
 /// One step of a streamed answer, in keel's own terms. A well-formed stream is
 /// `Start`, any number of deltas, `Finish`, optionally `Usage`, then `Done`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -290,4 +350,42 @@ pub struct EmbeddingsResponse {
     pub model: String,
     pub data: Vec<Vec<f32>>,
     pub input_tokens: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_assembles_back_into_its_answer() {
+        let answer = ChatResponse {
+            id: "r-1".to_owned(),
+            model: "m".to_owned(),
+            created: 7,
+            text: "Checking the weather.".to_owned(),
+            tool_calls: vec![
+                ToolCall {
+                    id: "c-1".to_owned(),
+                    name: "weather".to_owned(),
+                    arguments: r#"{"city":"Paris"}"#.to_owned(),
+                },
+                ToolCall {
+                    id: "c-2".to_owned(),
+                    name: "time".to_owned(),
+                    arguments: String::new(),
+                },
+            ],
+            finish_reason: FinishReason::ToolCalls,
+            usage: Usage {
+                input_tokens: 12,
+                output_tokens: 30,
+                cached_input_tokens: 4,
+            },
+        };
+        let mut assembler = Assembler::default();
+        for event in answer.to_events() {
+            assembler.push(&event);
+        }
+        assert_eq!(assembler.finish(), answer);
+    }
 }

@@ -31,7 +31,9 @@ use keel_config::{ModelConfig, OnFailure};
 use keel_core::{CallContext, Error};
 use keel_policy::cache::ResponseCache;
 use keel_policy::schema::Schema;
-use keel_protocol::chat::{ChatRequest, ChatResponse, FinishReason, ResponseFormat, Usage};
+use keel_protocol::chat::{
+    Assembler, ChatRequest, ChatResponse, FinishReason, ResponseFormat, Usage,
+};
 use keel_protocol::{openai, tokens};
 use keel_resilience::admission::Permit;
 use tokio::time::Instant;
@@ -142,6 +144,8 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
         names.push(("x-keel-cache", state.to_owned()));
     }
     held.extend(served.held);
+    // A streamed upstream answer is cached once it ends well.
+    let mut fill = None;
     // 9. translate
     let events: keel_core::EventStream = match served.answer {
         Answer::Full(mut resp) => {
@@ -176,10 +180,30 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
             Box::pin(futures::stream::iter(resp.to_events().into_iter().map(Ok)))
         }
         Answer::Stream(first, rest) => {
+            if let Some(c) = &caching
+                && degraded.is_none()
+            {
+                fill = Some(stream::CacheFill {
+                    cache: gw.inner.cache.clone(),
+                    key: c.key,
+                    ttl: c.ttl,
+                    answer: Assembler::default(),
+                });
+            }
             Box::pin(futures::stream::once(async move { Ok(first) }).chain(rest))
         }
     };
-    let mut response = stream::respond(front, events, rec, req.include_usage, input_estimate, held);
+    let mut response = stream::respond(
+        front,
+        events,
+        rec,
+        stream::Options {
+            include_usage: req.include_usage,
+            input_estimate,
+            fill,
+        },
+        held,
+    );
     set_headers(&mut response, &names);
     response
 }

@@ -2,13 +2,16 @@
 //! time, nothing buffered. Guarantees the stream ends with a terminal event
 //! in the client's protocol (done or error), and that usage is never zero.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use keel_core::{Error, EventStream};
-use keel_protocol::chat::{FinishReason, StreamEvent, Usage};
+use keel_policy::cache::ResponseCache;
+use keel_protocol::chat::{Assembler, FinishReason, StreamEvent, Usage};
 
 use crate::front::{Encoder, Front};
 use crate::held::Held;
@@ -34,16 +37,40 @@ struct State {
     /// `capture_limit` bytes; nothing when bodies are not captured).
     text: String,
     capture_limit: usize,
+    fill: Option<CacheFill>,
+}
+
+/// How the stream is answered besides its events.
+pub(crate) struct Options {
+    /// The client asked for a final usage chunk (OpenAI).
+    pub include_usage: bool,
+    /// keel's count of the input, for an upstream that reports none.
+    pub input_estimate: u32,
+    /// Where the whole answer goes once the stream ends well.
+    pub fill: Option<CacheFill>,
+}
+
+/// A streamed answer being assembled for the response cache; stored only
+/// when the stream ends with `Done` (a cut or failed stream never is).
+pub(crate) struct CacheFill {
+    pub cache: ResponseCache,
+    pub key: [u8; 32],
+    pub ttl: Duration,
+    pub answer: Assembler,
 }
 
 pub(crate) fn respond(
     front: Front,
     events: EventStream,
     record: Record,
-    include_usage: bool,
-    input_estimate: u32,
+    options: Options,
     held: Held,
 ) -> Response {
+    let Options {
+        include_usage,
+        input_estimate,
+        fill,
+    } = options;
     let capture_limit = if record.wants_bodies() {
         record.capture_limit()
     } else {
@@ -61,6 +88,7 @@ pub(crate) fn respond(
         saw_tool_call: false,
         text: String::new(),
         capture_limit,
+        fill,
     };
     let body = futures::stream::unfold(state, |mut s| async move {
         let bytes = s.next_frame().await?;
@@ -109,6 +137,10 @@ impl State {
                     let usage = self.final_usage();
                     self.encoder.event(&StreamEvent::Usage(usage), &mut out);
                     self.encoder.event(&StreamEvent::Done, &mut out);
+                    if let Some(mut fill) = self.fill.take() {
+                        fill.answer.push(&StreamEvent::Usage(usage));
+                        fill.cache.put(fill.key, fill.answer.finish(), fill.ttl);
+                    }
                     if let Some(mut r) = self.record.take() {
                         r.usage = usage;
                         r.output(std::mem::take(&mut self.text));
@@ -117,6 +149,9 @@ impl State {
                 }
                 Some(Ok(StreamEvent::Usage(u))) => self.usage = Some(u),
                 Some(Ok(mut ev)) => {
+                    if let Some(fill) = &mut self.fill {
+                        fill.answer.push(&ev);
+                    }
                     match &mut ev {
                         StreamEvent::Start {
                             created,

@@ -158,3 +158,63 @@ async fn identical_requests_are_answered_from_the_cache() {
     assert_eq!(resp.headers()["x-keel-cache"], "miss");
     assert_eq!(resp.headers()["x-keel-provider"], "local");
 }
+
+/// A streamed answer fills the cache once it ends well (the next request,
+/// streamed or not, is a hit); a stream cut mid-way never does.
+#[tokio::test]
+async fn streamed_answers_fill_the_cache_only_when_whole() {
+    let keel = keel_testkit::keel(
+        r#"
+        [providers.local]
+        kind = "sim"
+        resilience = { max_retries = 0, breaker = { enabled = false } }
+        [models.m]
+        targets = [{ provider = "local", model = "m" }]
+        cache_ttl = "10m"
+        "#,
+    )
+    .await;
+    let post = |body: serde_json::Value, fault: Option<&'static str>| {
+        let mut req = client()
+            .post(format!("{}/v1/chat/completions", keel.url()))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(f) = fault {
+            req = req.header("x-keel-sim-fault", f);
+        }
+        req.send()
+    };
+    let streamed = |text: &str| {
+        let mut b = openai_chat("m", text);
+        b["stream"] = json!(true);
+        b
+    };
+    // Whole stream: stored; a non-streamed request then hits with the same text.
+    let resp = post(streamed("tell me a story"), None).await.unwrap();
+    assert_eq!(resp.headers()["x-keel-cache"], "miss");
+    let text: String = sse(&resp.text().await.unwrap())
+        .iter()
+        .filter_map(|(_, d)| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    let resp = post(openai_chat("m", "tell me a story"), None)
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-keel-cache"], "hit");
+    assert_eq!(
+        json_of(resp).await["choices"][0]["message"]["content"],
+        text.as_str()
+    );
+
+    // Cut stream: not stored; the next identical request is a miss.
+    let resp = post(streamed("another story"), Some("cut=3"))
+        .await
+        .unwrap();
+    let _ = resp.text().await;
+    let resp = post(streamed("another story"), None).await.unwrap();
+    assert_eq!(resp.headers()["x-keel-cache"], "miss");
+}
