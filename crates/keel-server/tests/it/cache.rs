@@ -3,34 +3,31 @@
 //! parameters that change the answer change the key, `skip`/`refresh`
 //! bypass it, and failed answers are never cached.
 
-use keel_config::SimConfig;
 use serde_json::json;
 
-use crate::{client, json_of, openai_chat, sse};
+use crate::{OverSim, client, json_of, openai_chat, over_sim, sse};
 
 #[tokio::test]
 async fn identical_requests_are_answered_from_the_cache() {
-    let (sim_server, sim) = keel_testkit::sim(SimConfig::default()).await;
-    let keel = keel_testkit::keel(&format!(
+    let OverSim {
+        keel,
+        sim,
+        server: _server,
+    } = over_sim(
         r#"
-        [providers.up]
-        kind = "openai"
-        base_url = "{url}/v1"
-        resilience = {{ max_retries = 0, breaker = {{ enabled = false }} }}
         [models.cached]
-        targets = [{{ provider = "up", model = "m" }}]
+        targets = [{ provider = "up", model = "m" }]
         cache_ttl = "10m"
         [models.plain]
-        targets = [{{ provider = "up", model = "m" }}]
+        targets = [{ provider = "up", model = "m" }]
         [providers.local]
         kind = "sim"
-        resilience = {{ max_retries = 0, breaker = {{ enabled = false }} }}
+        resilience = { max_retries = 0, breaker = { enabled = false } }
         [models.local]
-        targets = [{{ provider = "local", model = "m" }}]
+        targets = [{ provider = "local", model = "m" }]
         cache_ttl = "10m"
         "#,
-        url = sim_server.url()
-    ))
+    )
     .await;
     let post = |path: &str, body: serde_json::Value, headers: Vec<(&'static str, &'static str)>| {
         let mut req = client()

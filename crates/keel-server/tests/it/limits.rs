@@ -2,33 +2,31 @@
 //! `max_input_tokens` is refused with 413 (or sent to `on_oversize`), a
 //! `max_tokens` over `max_output_tokens` with 400, each naming the limit.
 
-use keel_config::SimConfig;
 use serde_json::json;
 
-use crate::{anthropic_chat, client, json_of, openai_chat};
+use crate::{OverSim, anthropic_chat, client, json_of, openai_chat, over_sim};
 
 #[tokio::test]
 async fn oversized_input_is_refused_or_rerouted_with_no_upstream_call() {
-    let (sim_server, sim) = keel_testkit::sim(SimConfig::default()).await;
-    let keel = keel_testkit::keel(&format!(
+    let OverSim {
+        keel,
+        sim,
+        server: _server,
+    } = over_sim(
         r#"
-        [providers.up]
-        kind = "openai"
-        base_url = "{url}/v1"
         [models.small]
-        targets = [{{ provider = "up", model = "gpt-4o-mini" }}]
+        targets = [{ provider = "up", model = "gpt-4o-mini" }]
         max_input_tokens = 40
         max_output_tokens = 100
         [models.guarded]
-        targets = [{{ provider = "up", model = "gpt-4o-mini" }}]
+        targets = [{ provider = "up", model = "gpt-4o-mini" }]
         max_input_tokens = 40
         on_oversize = "long"
         [models.long]
-        targets = [{{ provider = "up", model = "long-context-model" }}]
+        targets = [{ provider = "up", model = "long-context-model" }]
         max_input_tokens = 100000
         "#,
-        url = sim_server.url()
-    ))
+    )
     .await;
     let post = |path: &str, body: serde_json::Value| {
         client()
@@ -103,18 +101,17 @@ async fn oversized_input_is_refused_or_rerouted_with_no_upstream_call() {
 /// client's error shape, saying it is keel's limit, with no upstream call.
 #[tokio::test]
 async fn keel_s_rate_limit_answers_429_in_the_client_s_shape() {
-    let (sim_server, sim) = keel_testkit::sim(SimConfig::default()).await;
-    let keel = keel_testkit::keel(&format!(
+    let OverSim {
+        keel,
+        sim,
+        server: _server,
+    } = over_sim(
         r#"
-        [providers.up]
-        kind = "openai"
-        base_url = "{url}/v1"
         [models.limited]
-        targets = [{{ provider = "up", model = "m" }}]
-        rate_limit = {{ requests_per_minute = 2 }}
+        targets = [{ provider = "up", model = "m" }]
+        rate_limit = { requests_per_minute = 2 }
         "#,
-        url = sim_server.url()
-    ))
+    )
     .await;
     let post = |path: &str, body: serde_json::Value| {
         client()

@@ -161,3 +161,23 @@ pub async fn scripted_sim(path: &str) -> (Running, Simulator) {
     })
     .await
 }
+
+/// keel whose provider `up` is the simulator's HTTP server over the OpenAI
+/// protocol (one call per request: no retries, no breaker), plus `rest`
+/// (models and other providers), and the simulator's counters.
+pub struct OverSim {
+    pub keel: Running,
+    pub sim: Simulator,
+    /// The simulator's server: keep it bound for as long as keel is used.
+    pub server: Running,
+}
+
+pub async fn over_sim(rest: &str) -> OverSim {
+    let (server, sim) = keel_testkit::sim(SimConfig::default()).await;
+    let keel = keel_testkit::keel(&format!(
+        "[providers.up]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nresilience = {{ {PLAIN} }}\n{rest}",
+        server.url()
+    ))
+    .await;
+    OverSim { keel, sim, server }
+}
