@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::{OverSim, client, json_of, openai_chat, over_sim, sse};
+use crate::{OverSim, json_of, openai_chat, over_sim, post_json, sse};
 
 #[tokio::test]
 async fn identical_requests_are_answered_from_the_cache() {
@@ -29,15 +29,12 @@ async fn identical_requests_are_answered_from_the_cache() {
         "#,
     )
     .await;
-    let post = |path: &str, body: serde_json::Value, headers: Vec<(&'static str, &'static str)>| {
-        let mut req = client()
-            .post(format!("{}{path}", keel.url()))
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
-        req.send()
+    let base = keel.url();
+    let post = |path: &'static str,
+                body: serde_json::Value,
+                headers: Vec<(&'static str, &'static str)>| {
+        let base = base.clone();
+        async move { post_json(&base, path, &body, &headers).await }
     };
     let calls = || sim.stats().requests;
 
@@ -171,15 +168,12 @@ async fn streamed_answers_fill_the_cache_only_when_whole() {
         "#,
     )
     .await;
+    let base = keel.url();
     let post = |body: serde_json::Value, fault: Option<&'static str>| {
-        let mut req = client()
-            .post(format!("{}/v1/chat/completions", keel.url()))
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        if let Some(f) = fault {
-            req = req.header("x-keel-sim-fault", f);
-        }
-        req.send()
+        let base = base.clone();
+        let headers: Vec<(&str, &str)> =
+            fault.map(|f| ("x-keel-sim-fault", f)).into_iter().collect();
+        async move { post_json(&base, "/v1/chat/completions", &body, &headers).await }
     };
     let streamed = |text: &str| {
         let mut b = openai_chat("m", text);

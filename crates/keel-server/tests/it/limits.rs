@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::{OverSim, anthropic_chat, client, json_of, openai_chat, over_sim};
+use crate::{OverSim, anthropic_chat, json_of, openai_chat, over_sim, post_json};
 
 #[tokio::test]
 async fn oversized_input_is_refused_or_rerouted_with_no_upstream_call() {
@@ -28,12 +28,10 @@ async fn oversized_input_is_refused_or_rerouted_with_no_upstream_call() {
         "#,
     )
     .await;
-    let post = |path: &str, body: serde_json::Value| {
-        client()
-            .post(format!("{}{path}", keel.url()))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
+    let base = keel.url();
+    let post = |path: &'static str, body: serde_json::Value| {
+        let base = base.clone();
+        async move { post_json(&base, path, &body, &[]).await }
     };
     let book = "It was the best of times, it was the worst of times. ".repeat(40);
 
@@ -113,12 +111,10 @@ async fn keel_s_rate_limit_answers_429_in_the_client_s_shape() {
         "#,
     )
     .await;
-    let post = |path: &str, body: serde_json::Value| {
-        client()
-            .post(format!("{}{path}", keel.url()))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
+    let base = keel.url();
+    let post = |path: &'static str, body: serde_json::Value| {
+        let base = base.clone();
+        async move { post_json(&base, path, &body, &[]).await }
     };
     for _ in 0..2 {
         let resp = post("/v1/chat/completions", openai_chat("limited", "hi"))

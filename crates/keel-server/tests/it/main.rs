@@ -103,14 +103,9 @@ impl Setup {
         body: &Value,
         headers: &[(&str, &str)],
     ) -> reqwest::Response {
-        let mut req = client()
-            .post(self.url(path))
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(body).unwrap());
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        req.send().await.unwrap()
+        post_json(&self.keel.url(), path, body, headers)
+            .await
+            .unwrap()
     }
 
     pub async fn openai(&self, body: &Value, headers: &[(&str, &str)]) -> reqwest::Response {
@@ -160,6 +155,23 @@ pub async fn scripted_sim(path: &str) -> (Running, Simulator) {
         ..SimConfig::default()
     })
     .await
+}
+
+/// POSTs `body` as JSON to `base` + `path`, with `headers`.
+pub async fn post_json(
+    base: &str,
+    path: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> reqwest::Result<reqwest::Response> {
+    let mut req = client()
+        .post(format!("{base}{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await
 }
 
 /// keel whose provider `up` is the simulator's HTTP server over the OpenAI
