@@ -35,6 +35,154 @@ pub struct Config {
     pub pricing: BTreeMap<String, Price>,
     /// `[cache] max_bytes`: the response cache's size bound.
     pub cache_max_bytes: u64,
+    /// `[cache] file` and `mode`: a record/replay file of answers.
+    pub cassette: Option<Cassette>,
+    /// `[auth]`: virtual keys and the admin API.
+    pub auth: AuthConfig,
+    /// `[budgets]`: team and tag budgets, reservations and alerts.
+    pub budgets: BudgetsConfig,
+    /// `[redis]`: rate limits, budget ledgers and the cache shared by replicas.
+    pub redis: Option<RedisConfig>,
+}
+
+/// `[cache] file = "answers.jsonl"`, `mode = "record" | "replay"`: answers
+/// recorded once (against real providers) and replayed later, so evals and
+/// tests are deterministic and free.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cassette {
+    pub path: PathBuf,
+    pub mode: CassetteMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CassetteMode {
+    /// Every fresh successful answer is appended to the file (requests go
+    /// upstream as usual; answers already in the file are replayed).
+    Record,
+    /// Answers come only from the file; a request not in it fails with
+    /// `replay_miss` and no upstream call.
+    Replay,
+}
+
+/// `[auth]`: who may call keel.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// Enables the admin API (`/admin/…`): its bearer token.
+    pub admin_token: Option<SecretString>,
+    /// Every request must carry a valid virtual key (else 401). Off: a
+    /// request without a keel key is anonymous; one with a keel key that is
+    /// unknown or revoked is still refused.
+    pub require_key: bool,
+}
+
+/// `[budgets]`.
+#[derive(Debug, Clone)]
+pub struct BudgetsConfig {
+    /// Budgets shared by every key of a team (`[budgets.teams.NAME]`).
+    pub teams: BTreeMap<String, Budget>,
+    /// Budgets shared by every key with a tag (`[budgets.tags.NAME]`).
+    pub tags: BTreeMap<String, Budget>,
+    /// A budgeted request without `max_tokens` is sent with this one, so
+    /// that its worst case — what is reserved — is bounded.
+    pub default_max_tokens: u32,
+    /// Fractions of a budget whose crossing fires an alert.
+    pub alert_at: Vec<f64>,
+    /// Where alerts are POSTed (JSON), retried with back-off, never waited for.
+    pub webhook: Option<String>,
+}
+
+/// A spending cap for a period.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// US dollars per period.
+    pub usd: f64,
+    pub period: Period,
+}
+
+impl Budget {
+    /// A budget from anywhere (config, a key made over the admin API) is a
+    /// positive, finite amount.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.usd.is_finite() && self.usd > 0.0 {
+            Ok(())
+        } else {
+            Err("a budget must be a number of dollars, more than 0")
+        }
+    }
+}
+
+/// A budget's period, in UTC: `"day"`, `"month"`, or `"Nd"` — a rolling
+/// window of the last N days (today included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Day,
+    Month,
+    RollingDays(u32),
+}
+
+impl std::str::FromStr for Period {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Period, String> {
+        match s {
+            "day" => Ok(Period::Day),
+            "month" => Ok(Period::Month),
+            _ => s
+                .strip_suffix('d')
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| (1..=366).contains(n))
+                .map(Period::RollingDays)
+                .ok_or_else(|| {
+                    format!("`{s}` is not a period: day, month, or Nd (rolling N days, 1-366)")
+                }),
+        }
+    }
+}
+
+impl std::fmt::Display for Period {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Period::Day => f.write_str("day"),
+            Period::Month => f.write_str("month"),
+            Period::RollingDays(n) => write!(f, "{n}d"),
+        }
+    }
+}
+
+impl Serialize for Period {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Period {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Period, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[redis]`: state shared by every replica.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: SecretString,
+    /// The longest any Redis call may take before keel acts as if Redis
+    /// were down.
+    pub timeout: Duration,
+    /// Prefix of every key keel writes (several deployments, one Redis).
+    pub prefix: String,
+    /// Budgets while Redis is unreachable: refuse budgeted requests
+    /// (`closed`, the default: no spend past a cap) or let them through
+    /// unbudgeted (`open`). Rate limits always fall back to per-process ones.
+    pub budgets_when_down: WhenDown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenDown {
+    Closed,
+    Open,
 }
 
 /// US dollars per million tokens.

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::{
-    Admission, Balance, Capture, FaultRule, Params, Price, RateLimit, Resilience, Rule, Step,
-    Structured, Trigger,
+    Admission, Balance, Budget, Capture, CassetteMode, FaultRule, Params, Price, RateLimit,
+    Resilience, Rule, Step, Structured, Trigger, WhenDown,
 };
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +32,49 @@ pub(crate) struct RawConfig {
     pub pricing: BTreeMap<String, Price>,
     #[serde(default)]
     pub cache: RawCache,
+    #[serde(default)]
+    pub auth: RawAuth,
+    #[serde(default)]
+    pub budgets: RawBudgets,
+    #[serde(default)]
+    pub redis: Option<RawRedis>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    #[serde(default)]
+    pub admin_token: Option<RawSecret>,
+    #[serde(default)]
+    pub require_key: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBudgets {
+    #[serde(default)]
+    pub teams: BTreeMap<String, Budget>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, Budget>,
+    #[serde(default)]
+    pub default_max_tokens: Option<u32>,
+    #[serde(default)]
+    pub alert_at: Option<Vec<f64>>,
+    #[serde(default)]
+    pub webhook: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRedis {
+    /// A plain `redis://` URL, or `{ env = "VAR" }` when it holds a password.
+    pub url: RawSecretOrValue,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub budgets_when_down: Option<WhenDown>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +83,11 @@ pub(crate) struct RawCache {
     /// Answers kept in memory, in bytes (about).
     #[serde(default = "default_cache_bytes")]
     pub max_bytes: u64,
+    /// A record/replay file of answers.
+    #[serde(default)]
+    pub file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub mode: Option<CassetteMode>,
 }
 
 /// Enough for tens of thousands of typical answers.
@@ -51,6 +99,8 @@ impl Default for RawCache {
     fn default() -> Self {
         RawCache {
             max_bytes: default_cache_bytes(),
+            file: None,
+            mode: None,
         }
     }
 }

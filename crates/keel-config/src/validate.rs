@@ -1,6 +1,7 @@
 //! Raw → validated. Every check pushes an [`Issue`] with the key path it is
 //! about, so one run of `keel config check` shows every problem at once.
 
+mod cost;
 mod observability;
 
 use std::collections::BTreeMap;
@@ -147,6 +148,10 @@ pub(crate) fn validate(
     }
     let log = observability::log_config(raw.log, base_dir, env, &mut issues);
     let telemetry = observability::telemetry_config(raw.telemetry, env, &mut issues);
+    let auth = cost::auth_config(raw.auth, env, &mut issues);
+    let budgets = cost::budgets_config(raw.budgets, &mut issues);
+    let redis = cost::redis_config(raw.redis, env, &mut issues);
+    let cassette = cost::cassette(&raw.cache, base_dir, &mut issues);
     for (model, price) in &raw.pricing {
         let rates = [
             ("input", Some(price.input)),
@@ -183,6 +188,10 @@ pub(crate) fn validate(
             telemetry,
             pricing: raw.pricing,
             cache_max_bytes: raw.cache.max_bytes,
+            cassette,
+            auth,
+            budgets,
+            redis,
         },
         issues,
     ))

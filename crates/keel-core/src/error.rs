@@ -29,6 +29,16 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// Body over `server.max_body_bytes`. 413.
     PayloadTooLarge,
+    /// No valid virtual key where one is needed. 401.
+    Unauthorized,
+    /// The key may not do this (a model outside its allow-list). 403.
+    Forbidden,
+    /// A budget cannot cover the request's worst-case cost. 402.
+    BudgetExceeded,
+    /// The shared budget ledger cannot be reached and budgets fail closed. 503.
+    BudgetUnavailable,
+    /// Replay mode, and the request is not in the record/replay file. 404.
+    ReplayMiss,
     /// The upstream (or keel) asked the client to slow down. 429.
     RateLimited,
     /// No target can serve the request right now. 503.
@@ -142,6 +152,43 @@ impl Error {
             "keel is at its in-flight request limit; retry later".to_owned(),
         )
         .with_retry_after(Some(retry_after))
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(
+            ErrorKind::Unauthorized,
+            Source::Client,
+            false,
+            message.into(),
+        )
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Forbidden, Source::Client, false, message.into())
+    }
+
+    pub fn replay_miss(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::ReplayMiss, Source::Client, false, message.into())
+    }
+
+    /// A hard cap reached: `retry_after` is when the budget resets.
+    pub fn budget_exceeded(message: impl Into<String>, resets_in: Duration) -> Self {
+        Self::new(
+            ErrorKind::BudgetExceeded,
+            Source::Client,
+            false,
+            message.into(),
+        )
+        .with_retry_after(Some(resets_in))
+    }
+
+    pub fn budget_unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            ErrorKind::BudgetUnavailable,
+            Source::Internal,
+            true,
+            message.into(),
+        )
     }
 
     /// keel's own rate limit (not a provider's): 429 + `Retry-After`.

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use crate::body;
 use crate::front::Front;
-use crate::pipeline::{admit, cost_header, deadline, json_holding, set_headers};
+use crate::pipeline::{admit, admit_call, cost_header, deadline, json_holding, set_headers};
 use crate::record::{Record, Trail};
 use crate::state::Gateway;
 use crate::validate::{self, Rejected};
@@ -285,6 +285,14 @@ pub(crate) async fn invoke(
         Err(e) => return crate::pipeline::failed(Front::OPENAI, rec, &e),
     };
     rec.phase("decode");
+    let model = gw
+        .inner
+        .functions
+        .get(&name)
+        .map(|f| f.config.model.clone());
+    if let Err(e) = admit_call(&gw, &mut rec, &Vec::from_iter(model.as_deref())).await {
+        return crate::pipeline::failed(Front::OPENAI, rec, &e);
+    }
     let result = call(&gw, &name, input, &ctx, &headers, &mut rec.trail).await;
     rec.phase("attempt");
     match result {

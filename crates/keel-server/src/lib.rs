@@ -9,8 +9,12 @@
 //!
 //! Only this crate knows axum.
 
+mod admin;
+mod alerts;
 mod attempt;
+mod auth;
 mod body;
+mod cache;
 mod error;
 mod feedback;
 mod front;
@@ -20,10 +24,12 @@ mod held;
 mod metrics;
 mod models;
 mod pipeline;
+mod rate;
 mod record;
 mod routes;
 mod serve;
 mod sinks;
+mod spend;
 mod stack;
 mod stale;
 mod state;

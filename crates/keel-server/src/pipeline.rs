@@ -6,7 +6,8 @@
 //!    read), and the permit lives until the response body ends;
 //! 2. **decode**: read the body under the size limit and parse the client's
 //!    protocol into the internal model (`body.rs`, `front.rs`);
-//! 3. authenticate, 4. guard input: not yet built;
+//! 3. **authenticate**: the caller's virtual key (`auth.rs`), or 401;
+//! 4. guard input: not yet built;
 //! 5. **cache**: an exact-match answer, when the route or the request
 //!    asks for it (`Caching`);
 //! 6. **route**: model alias → its fallback chain and deadline;
@@ -29,23 +30,24 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use keel_config::{ModelConfig, OnFailure};
 use keel_core::{CallContext, Error};
-use keel_policy::cache::ResponseCache;
 use keel_policy::schema::Schema;
 use keel_protocol::chat::{
     Assembler, ChatRequest, ChatResponse, FinishReason, ResponseFormat, Usage,
 };
 use keel_protocol::{openai, tokens};
 use keel_resilience::admission::Permit;
+use keel_store::VirtualKey;
 use tokio::time::Instant;
 
 use crate::attempt::{self, Answer, Served};
+use crate::cache::{self, Caching};
 use crate::front::Front;
 use crate::held::{self, Held};
 use crate::record::{Record, Trail};
 use crate::stale::StaleAnswers;
 use crate::state::Gateway;
 use crate::validate::{self, Rejected};
-use crate::{body, stream};
+use crate::{auth, body, rate, spend, stream};
 
 /// Which header carries the simulator's fault spec through to a `sim` provider.
 const SIM_FAULT: &str = "x-keel-sim-fault";
@@ -60,7 +62,7 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
         Err(shed) => return shed,
     };
     // 2. decode
-    let req = match decode(&gw, front, &headers, body, &mut rec).await {
+    let mut req = match decode(&gw, front, &headers, body, &mut rec).await {
         Ok(r) => r,
         Err(e) => return failed(front, rec, &e),
     };
@@ -72,28 +74,39 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
         return failed(front, rec, &Error::model_not_found(&req.model));
     };
     rec.capture(model.capture);
-    let model = match limits(&gw, model, &req, &mut rec).and_then(|m| rate_limit(&gw, m, &req)) {
+    let key = rec.key.clone();
+    let (model, counted) = match admit_chat(&gw, model, key.as_deref(), &req, &mut rec).await {
         Ok(m) => m,
         Err(e) => return failed(front, rec, &e),
     };
     let deadline = deadline(&headers, model);
     // 5. cache
-    let caching = Caching::of(&headers, model, &req);
-    let hit = caching
-        .as_ref()
-        .and_then(|c| c.lookup.then(|| gw.inner.cache.get(&c.key, c.max_age)))
-        .flatten();
+    let caching = Caching::of(&gw, &headers, model, &req);
+    let hit = match &caching {
+        Some(c) => match cache::lookup(&gw, c).await {
+            Ok(hit) => hit,
+            Err(e) => return failed(front, rec, &e),
+        },
+        None => None,
+    };
+    if hit.is_none() {
+        let within = deadline.saturating_duration_since(Instant::now());
+        match spend::reserve_chat(&gw, key.as_ref(), model, &mut req, counted, within).await {
+            Ok(hold) => rec.hold = hold,
+            Err(e) => return failed(front, rec, &e),
+        }
+    }
     // 7. attempt
     let result = match (&hit, &req.response_format) {
-        (Some(entry), _) => {
+        (Some(answer), _) => {
             rec.data.cache_hit = true;
             // Nothing was paid for this answer.
             rec.data.cost_usd = Some(0.0);
             Ok(Served {
                 provider: "cache".to_owned(),
-                model: entry.response.model.clone(),
+                model: answer.model.clone(),
                 link: 0,
-                answer: Answer::Full((*entry.response).clone()),
+                answer: Answer::Full((**answer).clone()),
                 held: Vec::new(),
             })
         }
@@ -161,7 +174,7 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
                 && degraded.is_none()
                 && resp.finish_reason != FinishReason::ContentFilter
             {
-                gw.inner.cache.put(c.key, resp.clone(), c.ttl);
+                cache::store(&gw, c, resp.clone());
             }
             if !req.stream {
                 rec.usage = resp.usage;
@@ -180,13 +193,12 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
             Box::pin(futures::stream::iter(resp.to_events().into_iter().map(Ok)))
         }
         Answer::Stream(first, rest) => {
-            if let Some(c) = &caching
+            if let Some(c) = caching
                 && degraded.is_none()
             {
                 fill = Some(stream::CacheFill {
-                    cache: gw.inner.cache.clone(),
-                    key: c.key,
-                    ttl: c.ttl,
+                    gw: gw.clone(),
+                    caching: c,
                     answer: Assembler::default(),
                 });
             }
@@ -230,6 +242,7 @@ pub(crate) async fn embeddings(gw: Gateway, headers: HeaderMap, body: Body) -> R
             .get(&req.model)
             .ok_or_else(|| Error::model_not_found(&req.model))?;
         rec.capture(model.capture);
+        auth::allow(rec.key.as_deref(), &model.name)?;
         let (target, up) = model
             .targets()
             .find_map(|t| gw.inner.upstreams.get(&t.provider).map(|up| (t, up)))
@@ -338,7 +351,8 @@ async fn validated(
 }
 
 /// What every entry point starts with: the request's record and call
-/// context, and phase 1 — an admission permit, or the shed response.
+/// context, phase 1 — an admission permit, or the shed response — and
+/// phase 3, the caller's virtual key (`rec.key`), or 401.
 pub(crate) async fn admit(
     gw: &Gateway,
     front: Front,
@@ -347,13 +361,17 @@ pub(crate) async fn admit(
 ) -> Result<(Record, CallContext, Permit), Response> {
     let mut rec = Record::start(gw, front, op, headers);
     let ctx = context(headers, &rec);
-    match gw.inner.admission.acquire().await {
-        Ok(permit) => {
-            rec.admitted();
-            Ok((rec, ctx, permit))
-        }
-        Err(shed) => Err(failed(front, rec, &Error::overloaded(shed.retry_after))),
+    let permit = match gw.inner.admission.acquire().await {
+        Ok(permit) => permit,
+        Err(shed) => return Err(failed(front, rec, &Error::overloaded(shed.retry_after))),
+    };
+    rec.admitted();
+    match auth::authenticate(gw, headers).await {
+        Ok(key) => rec.key = key,
+        Err(e) => return Err(failed(front, rec, &e)),
     }
+    rec.phase("authenticate");
+    Ok((rec, ctx, permit))
 }
 
 /// Phase 2: the body under the size limit, in the client's protocol.
@@ -367,47 +385,6 @@ async fn decode(
     let bytes = body::read(headers, body, gw.config().server.max_body_bytes).await?;
     rec.input(bytes.clone());
     front.decode(&bytes)
-}
-
-/// How a request uses the response cache: the route's `cache_ttl`, or
-/// `x-keel-cache: use` (with the default TTL); `skip` bypasses it,
-/// `refresh` calls the upstream and stores the new answer;
-/// `x-keel-cache-max-age: SECONDS` refuses older answers.
-struct Caching {
-    key: [u8; 32],
-    ttl: Duration,
-    lookup: bool,
-    max_age: Option<Duration>,
-}
-
-/// TTL for `x-keel-cache: use` on a route with no `cache_ttl`.
-const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
-
-impl Caching {
-    fn of(headers: &HeaderMap, model: &ModelConfig, req: &ChatRequest) -> Option<Caching> {
-        let asked = headers
-            .get("x-keel-cache")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim().to_ascii_lowercase());
-        let (lookup, ttl) = match (asked.as_deref(), model.cache_ttl) {
-            (Some("skip"), _) | (None, None) => return None,
-            (Some("refresh"), ttl) => (false, ttl.unwrap_or(DEFAULT_CACHE_TTL)),
-            (Some("use"), ttl) => (true, ttl.unwrap_or(DEFAULT_CACHE_TTL)),
-            (_, Some(ttl)) => (true, ttl),
-            (Some(_), None) => return None,
-        };
-        let max_age = headers
-            .get("x-keel-cache-max-age")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        Some(Caching {
-            key: ResponseCache::key(req),
-            ttl,
-            lookup,
-            max_age,
-        })
-    }
 }
 
 /// The route's input limits, before any call: a `max_tokens` over
@@ -461,31 +438,45 @@ fn limits<'a>(
     limits(gw, other, req, rec)
 }
 
-/// keel's own rate limits for the model: a request takes one request slot
-/// and its tokens (counted input plus `max_tokens`), or gets 429 +
-/// `Retry-After` saying which of keel's limits it hit.
-fn rate_limit<'a>(
-    gw: &Gateway,
+/// What a chat request must pass once its model is known: the key's
+/// allow-list (403), the model's and the key's input limits (400/413, or
+/// the model's `on_oversize` route), and keel's rate limits (429). Returns
+/// the model that will serve it and the input's token count.
+async fn admit_chat<'a>(
+    gw: &'a Gateway,
     model: &'a ModelConfig,
+    key: Option<&VirtualKey>,
     req: &ChatRequest,
-) -> Result<&'a ModelConfig, Error> {
-    let Some(limits) = gw.inner.rate_limits.get(&model.name) else {
-        return Ok(model);
-    };
+    rec: &mut Record,
+) -> Result<(&'a ModelConfig, u32), Error> {
+    auth::allow(key, &model.name)?;
+    let model = limits(gw, model, req, rec)?;
     let encoding = model.targets().next().map_or("", |t| t.model.as_str());
-    let tokens = tokens::count_request(req, encoding).saturating_add(req.max_tokens.unwrap_or(0));
-    limits.admit(tokens).map(|()| model).map_err(|r| {
-        Error::rate_limited(
-            format!(
-                "keel's rate limit for model `{}` ({} {}) is reached; retry in {:.1} s",
-                model.name,
-                r.per_minute,
-                r.limit.replace('_', " "),
-                r.retry_after.as_secs_f64()
-            ),
-            r.retry_after,
-        )
-    })
+    let counted = tokens::count_request(req, encoding);
+    auth::limits(key, req, counted)?;
+    let tokens = counted.saturating_add(req.max_tokens.unwrap_or(0));
+    rate::admit(gw, model, key, tokens).await?;
+    Ok((model, counted))
+}
+
+/// What a function or workflow call must pass before it runs: the key's
+/// allow-list for every model it may call (403), keel's request rate
+/// limits for each (429; their input is not known yet, so token limits
+/// count one), and room in the key's budgets (402, see [`spend`]).
+pub(crate) async fn admit_call(
+    gw: &Gateway,
+    rec: &mut Record,
+    models: &[&str],
+) -> Result<(), Error> {
+    let key = rec.key.clone();
+    for name in models {
+        auth::allow(key.as_deref(), name)?;
+        if let Some(model) = gw.config().models.get(*name) {
+            rate::admit(gw, model, key.as_deref(), 0).await?;
+        }
+    }
+    rec.hold = spend::reserve_call(gw, key.as_ref()).await?;
+    Ok(())
 }
 
 /// The model's deadline, shortened by the client's `x-keel-timeout` if it

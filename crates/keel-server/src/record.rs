@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::http::HeaderMap;
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use keel_config::Capture;
 use keel_core::{Error, TraceIds};
 use keel_protocol::chat::Usage;
-use keel_store::{AttemptRecord, RequestRecord, Verdict};
+use keel_store::{AttemptRecord, RequestRecord, Verdict, VirtualKey};
 use keel_telemetry::trace::{AttrValue, SpanData, SpanKind, TraceContext, new_span_id};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -30,6 +31,7 @@ use crate::attempt::Attempt;
 use crate::error;
 use crate::front::Front;
 use crate::sinks::cut;
+use crate::spend::{self, Hold};
 use crate::stack::REQUEST_ID;
 use crate::state::Gateway;
 
@@ -88,6 +90,10 @@ pub(crate) struct Record {
     input: Option<Bytes>,
     output: Option<String>,
     done: bool,
+    /// The caller's virtual key, once authenticated.
+    pub key: Option<Arc<VirtualKey>>,
+    /// The budget reservation to settle when the request ends.
+    pub hold: Option<Hold>,
 }
 
 impl Record {
@@ -127,6 +133,8 @@ impl Record {
             input: None,
             output: None,
             done: false,
+            key: None,
+            hold: None,
         }
     }
 
@@ -243,6 +251,7 @@ impl Record {
         self.done = true;
         let end = Instant::now();
         let rec = self.complete(status, err, end);
+        spend::settle(&self.gw, self.hold.take(), rec.cost_usd.unwrap_or(0.0));
         let sinks = &self.gw.inner.sinks;
         // provider/model:outcome:ms per attempt, in order.
         let attempts = rec
@@ -307,6 +316,7 @@ impl Record {
         }
         let cost = self.cost();
         let mut rec = std::mem::take(&mut self.data);
+        rec.key_id = self.key.as_ref().map(|k| k.id.clone());
         rec.status = status;
         rec.latency_ms = since(end);
         rec.ttft_ms = self.first_byte.map(since);

@@ -12,7 +12,7 @@ use keel_core::Error;
 use crate::front::Front;
 use crate::record::Record;
 use crate::state::Gateway;
-use crate::{feedback, functions, health, metrics, models, pipeline, stack, workflows};
+use crate::{admin, feedback, functions, health, metrics, models, pipeline, stack, workflows};
 
 pub(crate) fn router(gw: Gateway) -> Router {
     let routes = Router::new()
@@ -27,6 +27,7 @@ pub(crate) fn router(gw: Gateway) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
+        .merge(admin::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(gw);

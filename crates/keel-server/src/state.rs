@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use keel_config::{Balance, Config, Link, Resilience};
+use keel_config::{Balance, Config, Link, Resilience, WhenDown};
 use keel_core::{Error, Provider};
 use keel_resilience::admission::{LimitConfig, Limiter};
 use keel_resilience::balance::{Group, Strategy};
@@ -14,12 +14,17 @@ use keel_resilience::breaker::{Breaker, BreakerConfig};
 use keel_resilience::budget::{BudgetConfig, RetryBudget};
 
 use keel_policy::cache::ResponseCache;
+use keel_policy::cassette::Cassette;
 use keel_policy::pricing::Pricing;
-use keel_policy::rate::RateLimits;
+use keel_policy::shared::{Shared, SharedConfig};
 use keel_store::{Recorder, Writer};
+use secrecy::ExposeSecret;
 
+use crate::auth::Keys;
 use crate::functions::Function;
+use crate::rate::RateLimiters;
 use crate::sinks::Sinks;
+use crate::spend::Ledgers;
 use crate::stale::StaleAnswers;
 use crate::workflows::Workflow;
 
@@ -45,9 +50,21 @@ pub(crate) struct Inner {
     pub sinks: Sinks,
     /// Prices per upstream model, for each request's cost.
     pub pricing: Pricing,
+    /// Answers kept in memory (when there is no Redis).
     pub cache: ResponseCache,
-    /// keel's own rate limits, by model alias.
-    pub rate_limits: HashMap<String, RateLimits>,
+    /// The record/replay file, when configured.
+    pub cassette: Option<Arc<Cassette>>,
+    /// Redis, when configured: rate limits, budgets and the cache shared
+    /// by replicas.
+    pub shared: Option<Shared>,
+    /// keel's own rate limits, per model alias and per virtual key.
+    pub rate_limits: RateLimiters,
+    /// Virtual keys recently read from the store.
+    pub keys: Keys,
+    /// Budget ledgers.
+    pub ledgers: Ledgers,
+    /// For keel's own outbound calls (budget alert webhooks).
+    pub http: reqwest::Client,
 }
 
 /// One provider and the reliability state that guards it.
@@ -153,18 +170,40 @@ impl Gateway {
             workflows.insert(name.clone(), Workflow::compile(w).map_err(Error::internal)?);
         }
         let sinks = Sinks::new(&config, log)?;
+        let cassette = match &config.cassette {
+            None => None,
+            Some(c) => Some(Arc::new(
+                Cassette::open(&c.path, c.mode).map_err(|e| Error::internal(e.to_string()))?,
+            )),
+        };
+        let shared = match &config.redis {
+            None => None,
+            Some(r) => Some(
+                Shared::new(&SharedConfig {
+                    url: r.url.expose_secret().to_owned(),
+                    timeout: r.timeout,
+                    prefix: r.prefix.clone(),
+                })
+                .map_err(|e| Error::internal(format!("redis: {e}")))?,
+            ),
+        };
         Ok(Gateway {
             inner: Arc::new(Inner {
                 sinks,
                 pricing: Pricing::new(&config.pricing),
                 cache: ResponseCache::new(config.cache_max_bytes),
-                rate_limits: config
-                    .models
-                    .iter()
-                    .filter_map(|(alias, m)| {
-                        m.rate_limit.map(|r| (alias.clone(), RateLimits::new(&r)))
-                    })
-                    .collect(),
+                cassette,
+                rate_limits: RateLimiters::new(&config.models, shared.clone()),
+                keys: Keys::new(),
+                ledgers: Ledgers::new(
+                    shared.clone(),
+                    config
+                        .redis
+                        .as_ref()
+                        .map_or(WhenDown::Closed, |r| r.budgets_when_down),
+                ),
+                http: reqwest::Client::new(),
+                shared,
                 functions,
                 workflows,
                 config,

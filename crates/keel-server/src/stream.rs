@@ -2,21 +2,21 @@
 //! time, nothing buffered. Guarantees the stream ends with a terminal event
 //! in the client's protocol (done or error), and that usage is never zero.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use keel_core::{Error, EventStream};
-use keel_policy::cache::ResponseCache;
+
 use keel_protocol::chat::{Assembler, FinishReason, StreamEvent, Usage};
 
+use crate::cache::{self, Caching};
 use crate::front::{Encoder, Front};
 use crate::held::Held;
 use crate::pipeline::unix_now;
 use crate::record::Record;
+use crate::state::Gateway;
 
 struct State {
     events: EventStream,
@@ -53,9 +53,8 @@ pub(crate) struct Options {
 /// A streamed answer being assembled for the response cache; stored only
 /// when the stream ends with `Done` (a cut or failed stream never is).
 pub(crate) struct CacheFill {
-    pub cache: ResponseCache,
-    pub key: [u8; 32],
-    pub ttl: Duration,
+    pub gw: Gateway,
+    pub caching: Caching,
     pub answer: Assembler,
 }
 
@@ -139,7 +138,7 @@ impl State {
                     self.encoder.event(&StreamEvent::Done, &mut out);
                     if let Some(mut fill) = self.fill.take() {
                         fill.answer.push(&StreamEvent::Usage(usage));
-                        fill.cache.put(fill.key, fill.answer.finish(), fill.ttl);
+                        cache::store(&fill.gw, &fill.caching, fill.answer.finish());
                     }
                     if let Some(mut r) = self.record.take() {
                         r.usage = usage;

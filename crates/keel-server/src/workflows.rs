@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 
 use crate::front::Front;
 use crate::functions::{self, FunctionError};
-use crate::pipeline::{admit, cost_header, failed, json_holding, set_headers};
+use crate::pipeline::{admit, admit_call, cost_header, failed, json_holding, set_headers};
 use crate::record::Record;
 use crate::state::Gateway;
 
@@ -74,6 +74,16 @@ pub(crate) async fn invoke(
         Err(e) => return failed(Front::OPENAI, rec, &e),
     };
     rec.phase("decode");
+    let models: Vec<&str> = workflow
+        .config
+        .steps
+        .iter()
+        .filter_map(|step| gw.config().functions.get(&step.function))
+        .map(|f| f.model.as_str())
+        .collect();
+    if let Err(e) = admit_call(&gw, &mut rec, &models).await {
+        return failed(Front::OPENAI, rec, &e);
+    }
     // The run's cost: every step's, known only if every step's model is priced.
     let mut cost = Some(0.0);
     let mut outputs = Map::new(); // step name → {"output": …}, for mapping and conditions

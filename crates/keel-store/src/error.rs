@@ -34,6 +34,11 @@ pub(crate) enum Repr {
         id: String,
         error: serde_json::Error,
     },
+    #[error("key {id}: the stored settings are not valid JSON: {error}")]
+    Key {
+        id: String,
+        error: serde_json::Error,
+    },
     #[error("{0}")]
     Schema(String),
     #[error("store task failed: {0}")]

@@ -22,6 +22,9 @@
 //! ([`Stats`]), with exact percentiles computed in Rust the same way for
 //! both backends; [`Store::prune`] applies a [`Retention`].
 //!
+//! **Virtual keys** ([`VirtualKey`]) live in the same database: issued by
+//! keel, stored as a digest of their secret, revocable.
+//!
 //! **The writer** ([`spawn`]) keeps recording from ever blocking or failing
 //! a request: [`Recorder::push`] never waits — the queue is bounded and a
 //! record that does not fit is dropped and counted ([`Recorder::dropped`]);
@@ -34,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod keys;
 mod postgres;
 mod record;
 mod sql;
@@ -43,6 +47,7 @@ mod store;
 mod writer;
 
 pub use error::StoreError;
+pub use keys::{KeySettings, VirtualKey, looks_like_key, parse as parse_key};
 pub use record::{AttemptRecord, Capture, Feedback, RequestRecord, Verdict};
 pub use stats::{GroupBy, Percentiles, Stats};
 pub use store::{Filter, Retention, StatusFilter, Store, StoreConfig};

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::error::Repr;
+use crate::keys::VirtualKey;
 use crate::record::{Feedback, RequestRecord};
 use crate::store::{Filter, StatusFilter};
 
@@ -571,6 +572,70 @@ pub(crate) fn decode_records(
                 })?;
             rec.feedback = by_request.remove(&id).unwrap_or_default();
             Ok(rec)
+        })
+        .collect()
+}
+
+/// A new virtual key (its digest and settings).
+pub(crate) fn insert_key(dialect: Dialect, key: &VirtualKey) -> Result<Query, Repr> {
+    let settings = serde_json::to_string(&key.settings).map_err(|error| Repr::Key {
+        id: key.id.clone(),
+        error,
+    })?;
+    let mut q = Query::new(dialect, "");
+    let values = [
+        q.bind(Value::text(&key.id)),
+        q.bind(Value::text(&key.digest)),
+        q.bind(Value::Int(key.created_ms)),
+        q.bind(Value::text(&settings)),
+    ];
+    q.sql = format!(
+        "INSERT INTO keys (id, digest, created_ms, settings) VALUES ({})",
+        values.join(", ")
+    );
+    Ok(q)
+}
+
+/// One key by id, or every key (oldest first).
+pub(crate) fn select_keys(dialect: Dialect, id: Option<&str>) -> Query {
+    let mut q = Query::new(dialect, "");
+    let filter = id.map_or_else(String::new, |id| {
+        format!(" WHERE id = {}", q.bind(Value::text(id)))
+    });
+    q.sql = format!(
+        "SELECT id, digest, created_ms, revoked_ms, settings FROM keys{filter} ORDER BY created_ms, id"
+    );
+    q
+}
+
+/// Marks a key revoked (once: the first revocation time stays).
+pub(crate) fn revoke_key(dialect: Dialect, id: &str) -> Query {
+    let mut q = Query::new(dialect, "");
+    let (at, id) = (q.bind(Value::Int(now_ms())), q.bind(Value::text(id)));
+    q.sql = format!("UPDATE keys SET revoked_ms = {at} WHERE id = {id} AND revoked_ms IS NULL");
+    q
+}
+
+pub(crate) fn decode_keys(rows: Vec<Vec<Value>>) -> Result<Vec<VirtualKey>, Repr> {
+    rows.into_iter()
+        .map(|row| {
+            let mut c = Cells::new(row);
+            let id = c.text().unwrap_or_default();
+            let digest = c.text().unwrap_or_default();
+            let created_ms = c.int().unwrap_or_default();
+            let revoked_ms = c.int();
+            let settings =
+                serde_json::from_str(&c.text().unwrap_or_default()).map_err(|error| Repr::Key {
+                    id: id.clone(),
+                    error,
+                })?;
+            Ok(VirtualKey {
+                id,
+                settings,
+                created_ms,
+                revoked_ms,
+                digest,
+            })
         })
         .collect()
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{StoreError, redact};
+use crate::keys::VirtualKey;
 use crate::postgres::Postgres;
 use crate::record::{Feedback, RequestRecord};
 use crate::sql::{self, Cells, Dialect, Prune, Query, Selection, Value};
@@ -200,6 +201,36 @@ impl Store {
             }
         }
         Ok(removed)
+    }
+
+    /// Stores a new virtual key.
+    pub async fn insert_key(&self, key: &VirtualKey) -> Result<(), StoreError> {
+        self.transaction(vec![sql::insert_key(self.dialect(), key)?])
+            .await?;
+        Ok(())
+    }
+
+    /// A key by id, revoked or not.
+    pub async fn key(&self, id: &str) -> Result<Option<VirtualKey>, StoreError> {
+        let rows = self
+            .query(sql::select_keys(self.dialect(), Some(id)))
+            .await?;
+        Ok(sql::decode_keys(rows)?.pop())
+    }
+
+    /// Every key, oldest first.
+    pub async fn keys(&self) -> Result<Vec<VirtualKey>, StoreError> {
+        let rows = self.query(sql::select_keys(self.dialect(), None)).await?;
+        Ok(sql::decode_keys(rows)?)
+    }
+
+    /// Revokes a key; `false` when there is no such key or it was already
+    /// revoked.
+    pub async fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
+        let counts = self
+            .transaction(vec![sql::revoke_key(self.dialect(), id)])
+            .await?;
+        Ok(counts.first().copied().unwrap_or(0) > 0)
     }
 
     async fn select(&self, sel: &Selection<'_>) -> Result<Vec<RequestRecord>, StoreError> {

@@ -89,6 +89,9 @@ pub struct Metrics {
     log_dropped: IntCounter,
     log_written: IntCounter,
     log_failures: IntCounter,
+    budget_alerts: IntCounterVec,
+    budget_refused: IntCounterVec,
+    shared_errors: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -252,9 +255,46 @@ impl Metrics {
                 "keel_log_write_failures_total",
                 "Failed writes to the store (each retried).",
             )?,
+            budget_alerts: counter(
+                r,
+                "keel_budget_alerts_total",
+                "Budget thresholds crossed, by scope kind (key, team, tag) and threshold.",
+                &["scope", "threshold"],
+            )?,
+            budget_refused: counter(
+                r,
+                "keel_budget_refused_total",
+                "Requests refused because a budget could not cover them, by scope kind.",
+                &["scope"],
+            )?,
+            shared_errors: counter(
+                r,
+                "keel_redis_errors_total",
+                "Redis calls that failed or timed out, by operation (rate_limit, reserve, settle, cache).",
+                &["op"],
+            )?,
             registry,
             names,
         })
+    }
+
+    /// A budget's alert threshold was crossed. `scope` is `key`, `team` or `tag`.
+    pub fn budget_alert(&self, scope: &str, threshold: f64) {
+        self.budget_alerts
+            .with_label_values(&[fixed(scope, SCOPES), &format!("{threshold}")])
+            .inc();
+    }
+
+    /// A request was refused by a budget of this scope kind.
+    pub fn budget_refused(&self, scope: &str) {
+        self.budget_refused
+            .with_label_values(&[fixed(scope, SCOPES)])
+            .inc();
+    }
+
+    /// A Redis call failed; `op` is one of a fixed set.
+    pub fn shared_error(&self, op: &'static str) {
+        self.shared_errors.with_label_values(&[op]).inc();
     }
 
     /// Counts one finished request.
@@ -412,6 +452,7 @@ fn op_label(op: &str) -> &'static str {
     )
 }
 
+const SCOPES: &[&str] = &["key", "team", "tag"];
 const STAGES: &[&str] = &[
     "validation",
     "invariant",

@@ -10,8 +10,8 @@ use clap::{Parser, Subcommand};
 use keel_config::{Config, FaultRule, Issue, ProviderKind, Severity, SimConfig};
 use tokio::net::TcpListener;
 
-use crate::inspect;
 use crate::logging::LogFormat;
+use crate::{inspect, keys};
 
 /// The default config, built in so `keel serve` works from any directory.
 const DEFAULT_CONFIG: &str = include_str!("../../../keel.toml");
@@ -112,6 +112,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Virtual keys, through a running keel's admin API.
+    Keys {
+        #[command(flatten)]
+        admin: keys::Admin,
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -159,6 +166,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             inspect::logs(&store, &select, limit, follow, json).await?;
             Ok(ExitCode::SUCCESS)
         }),
+        Command::Keys { admin, command } => runtime()?
+            .block_on(keys::run(admin, command))
+            .map(|()| ExitCode::SUCCESS),
         Command::Show { id, source, json } => runtime()?.block_on(async {
             let store = inspect::open(&source, || config_of(&source)).await?;
             Ok(if inspect::show(&store, &id, json).await? {

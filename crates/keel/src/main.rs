@@ -10,6 +10,7 @@
 
 mod cli;
 mod inspect;
+mod keys;
 mod logging;
 
 use clap::Parser;

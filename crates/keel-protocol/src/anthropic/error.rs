@@ -8,6 +8,7 @@ use crate::WireError;
 pub(super) fn error_type(status: u16) -> &'static str {
     match status {
         401 => "authentication_error",
+        402 => "billing_error",
         403 => "permission_error",
         404 => "not_found_error",
         413 => "request_too_large",

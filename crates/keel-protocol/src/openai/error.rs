@@ -22,6 +22,7 @@ struct Inner<'a> {
 fn error_type(status: u16) -> &'static str {
     match status {
         401 => "authentication_error",
+        402 => "insufficient_quota",
         403 => "permission_error",
         429 => "rate_limit_error",
         500.. => "server_error",

@@ -24,7 +24,7 @@ struct Logged {
 }
 
 const PROVIDER_KEY: &str = "sk-proj-PROVIDERSECRET0123456789";
-const VIRTUAL_KEY: &str = "kk-live-VIRTUALSECRET0123456789";
+const ADMIN_TOKEN: &str = "admin-ADMINSECRET-0123456789";
 
 async fn logged(upstream: &str) -> Logged {
     let dir = tempfile::tempdir().unwrap();
@@ -34,6 +34,8 @@ async fn logged(upstream: &str) -> Logged {
         [server.admission]
         max_in_flight = 2
         queue = 0
+        [auth]
+        admin_token = {{ env = "ADMIN_TOKEN" }}
         [log]
         path = "{db}"
         flush_every = "10ms"
@@ -70,7 +72,11 @@ async fn logged(upstream: &str) -> Logged {
         "#,
         db = db.display()
     );
-    let keel = keel_testkit::keel_logged(&config, &[("MOCK_KEY", PROVIDER_KEY)]).await;
+    let keel = keel_testkit::keel_logged(
+        &config,
+        &[("MOCK_KEY", PROVIDER_KEY), ("ADMIN_TOKEN", ADMIN_TOKEN)],
+    )
+    .await;
     Logged {
         keel,
         db,
@@ -601,14 +607,28 @@ async fn no_secret_is_stored_logged_or_exported() {
     crate::logs::install();
     let (upstream, _) = mock_upstream().await;
     let k = logged(&upstream.url()).await;
-    let auth = format!("Bearer {VIRTUAL_KEY}");
+    // A virtual key issued by this keel, so that requests carrying it are
+    // authenticated (and recorded with its id).
+    let issued: Value = client()
+        .post(k.url("/admin/keys"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "leak-test"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let virtual_key = issued["key"].as_str().unwrap().to_owned();
+    let key_secret = virtual_key.rsplit('-').next().unwrap().to_owned();
+    let auth = format!("Bearer {virtual_key}");
     let headers = [
         ("authorization", auth.as_str()),
-        ("x-api-key", VIRTUAL_KEY),
+        ("x-api-key", virtual_key.as_str()),
         ("x-keel-session", "s-1"),
-        ("x-keel-tags", &format!("team=search,leak={VIRTUAL_KEY}")),
+        ("x-keel-tags", &format!("team=search,leak={virtual_key}")),
     ];
-    let prompt = format!("my keys are {PROVIDER_KEY} and {VIRTUAL_KEY}");
+    let prompt = format!("my keys are {PROVIDER_KEY} and {virtual_key}");
     assert_eq!(
         k.chat("s-ok", openai_chat("mocked", &prompt), &headers)
             .await
@@ -655,7 +675,14 @@ async fn no_secret_is_stored_logged_or_exported() {
         raw.extend(std::fs::read(entry.unwrap().path()).unwrap());
     }
     let raw = String::from_utf8_lossy(&raw);
-    for secret in [PROVIDER_KEY, VIRTUAL_KEY, "PROVIDERSECRET", "VIRTUALSECRET"] {
+    for secret in [
+        PROVIDER_KEY,
+        "PROVIDERSECRET",
+        &virtual_key,
+        &key_secret,
+        ADMIN_TOKEN,
+        "ADMINSECRET",
+    ] {
         assert!(!stored.contains(secret), "record holds {secret}");
         assert!(!raw.contains(secret), "database file holds {secret}");
         assert!(!metrics.contains(secret), "metrics hold {secret}");
@@ -668,6 +695,7 @@ async fn no_secret_is_stored_logged_or_exported() {
     assert!(crate::logs::captured().contains("\"request_id\":\"s-ok\""));
     // The request is still recognisable.
     let ok = records.iter().find(|r| r.id == "s-ok").unwrap();
+    assert_eq!(ok.key_id.as_deref(), issued["id"].as_str());
     assert_eq!(ok.session.as_deref(), Some("s-1"));
     assert_eq!(ok.tags.get("team").map(String::as_str), Some("search"));
     assert!(ok.input.as_deref().unwrap().contains("my keys are"));

@@ -150,8 +150,11 @@ async fn a_request_is_exported_as_one_span_tree_with_genai_attributes() {
         c
     };
     let phases: Vec<&str> = children(root).iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(phases, ["admit", "decode", "attempt", "respond"]);
-    let attempt_phase = children(root)[2];
+    assert_eq!(
+        phases,
+        ["admit", "authenticate", "decode", "attempt", "respond"]
+    );
+    let attempt_phase = children(root)[3];
     let attempts = children(attempt_phase);
     assert_eq!(attempts.len(), 2, "a failed call and its retry");
     for a in &attempts {

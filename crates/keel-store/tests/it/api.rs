@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use keel_store::{Feedback, Filter, Retention, StatusFilter, Store};
+use keel_store::{Feedback, Filter, KeySettings, Retention, StatusFilter, Store, VirtualKey};
 
 use crate::{ids, rec, rich};
 
@@ -337,4 +337,58 @@ pub async fn nul_bytes(store: &Store) {
     );
     assert_eq!(got.attempts, rich("nul", 1).attempts);
     assert!(store.exists("fine").await.unwrap());
+}
+
+/// Keys: stored as a digest (the secret is nowhere in the database), read
+/// back with their settings, listed oldest first, revoked once.
+pub async fn keys(store: &Store) {
+    let settings = KeySettings {
+        name: "search".to_owned(),
+        team: Some("core".to_owned()),
+        tags: vec!["batch".to_owned()],
+        models: vec!["gpt".to_owned()],
+        rate_limit: Some(keel_config::RateLimit {
+            requests_per_minute: Some(60),
+            tokens_per_minute: None,
+        }),
+        budget: Some(keel_config::Budget {
+            usd: 5.0,
+            period: keel_config::Period::RollingDays(7),
+        }),
+        max_input_tokens: Some(1000),
+        max_output_tokens: None,
+    };
+    let (first, shown) = VirtualKey::generate(settings.clone());
+    let (second, _) = VirtualKey::generate(KeySettings::default());
+    store.insert_key(&first).await.unwrap();
+    store.insert_key(&second).await.unwrap();
+    assert!(store.insert_key(&first).await.is_err(), "ids are unique");
+
+    let read = store.key(&first.id).await.unwrap().unwrap();
+    assert_eq!(read.settings, settings);
+    let (_, secret) = keel_store::parse_key(&shown).unwrap();
+    assert!(read.verify(secret));
+    assert!(store.key("nosuchkey000").await.unwrap().is_none());
+    let ids: Vec<String> = store
+        .keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&first.id) && ids.contains(&second.id));
+
+    assert!(store.revoke_key(&first.id).await.unwrap());
+    let revoked = store.key(&first.id).await.unwrap().unwrap();
+    assert!(revoked.revoked_ms.is_some());
+    assert!(
+        !store.revoke_key(&first.id).await.unwrap(),
+        "already revoked"
+    );
+    assert!(!store.revoke_key("nosuchkey000").await.unwrap());
+    assert_eq!(
+        store.key(&first.id).await.unwrap().unwrap().revoked_ms,
+        revoked.revoked_ms
+    );
 }

@@ -125,6 +125,7 @@ checks! {
     list_filters => api::list_filters;
     prune => api::prune;
     nul_bytes => api::nul_bytes;
+    keys => api::keys;
     stats => stats::grouped;
 }
 

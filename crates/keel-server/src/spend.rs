@@ -1,0 +1,299 @@
+//! Budgets with hard caps, per virtual key, team and tag (the admit
+//! phase's last step, after the cache missed).
+//!
+//! A chat request *reserves* its worst case on every budget that covers its
+//! key — counted input tokens and `max_tokens` (set to `[budgets]
+//! default_max_tokens` when the client sent none, so the worst case is
+//! bounded) at the dearest price in the model's chain — and is refused
+//! with 402 when any of them cannot cover it, naming the budget and when
+//! it resets. When the request ends, its record's real cost *settles* the
+//! hold (off the request path), and crossed alert thresholds fire
+//! ([`crate::alerts`]).
+//!
+//! Function and workflow calls make a varying number of upstream calls, so
+//! they have no worst case to reserve: they are admitted while every budget
+//! has room left, and settle their real cost the same way.
+//!
+//! Ledgers live in process, or in Redis when `[redis]` is set, so that
+//! replicas share them. Redis unreachable: budgeted requests are refused
+//! with 503 (`budgets_when_down = "closed"`, the default) or let through
+//! unbudgeted (`"open"`); either way `keel_redis_errors_total` counts it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use keel_config::{Budget, ModelConfig, WhenDown};
+use keel_core::Error;
+use keel_policy::ledger::{LocalLedger, Micros, ScopeWindow, Settled, Short, micros};
+use keel_policy::shared::Shared;
+use keel_protocol::chat::ChatRequest;
+use keel_store::VirtualKey;
+
+use crate::alerts;
+use crate::state::Gateway;
+
+/// What a hold outlives its request's deadline by before it expires on
+/// its own (a process that died between reserve and settle).
+const HOLD_MARGIN: Duration = Duration::from_secs(60);
+/// A hold for calls without a deadline of their own (functions, workflows).
+const CALL_HOLD: Duration = Duration::from_secs(600);
+/// Settles to Redis are retried this many times.
+const SETTLE_ATTEMPTS: u32 = 3;
+
+/// The budget ledgers and where they live.
+pub(crate) struct Ledgers {
+    local: LocalLedger,
+    shared: Option<Shared>,
+    when_down: WhenDown,
+    next_hold: AtomicU64,
+    /// Tells this process's holds apart from other replicas' in Redis.
+    process: String,
+}
+
+impl Ledgers {
+    pub fn new(shared: Option<Shared>, when_down: WhenDown) -> Ledgers {
+        Ledgers {
+            local: LocalLedger::default(),
+            shared,
+            when_down,
+            next_hold: AtomicU64::new(0),
+            process: uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
+}
+
+/// A reservation to settle when the request ends.
+#[derive(Debug)]
+pub(crate) struct Hold {
+    id: String,
+    key: Arc<VirtualKey>,
+    /// The budgets as they were when reserved (settled into the same windows'
+    /// current buckets as of the settle).
+    scopes: Vec<(ScopeWindow, Budget)>,
+    /// Reserved in Redis (else in process).
+    shared: bool,
+}
+
+/// Reserves a chat request's worst case. `counted` is its input in tokens.
+/// `None`: nothing to settle (no key, no budget, or ledgers down and open).
+pub(crate) async fn reserve_chat(
+    gw: &Gateway,
+    key: Option<&Arc<VirtualKey>>,
+    model: &ModelConfig,
+    req: &mut ChatRequest,
+    counted: u32,
+    deadline: Duration,
+) -> Result<Option<Hold>, Error> {
+    let Some(key) = key.filter(|k| !budgets(gw, k).is_empty()) else {
+        return Ok(None);
+    };
+    let max_tokens = *req
+        .max_tokens
+        .get_or_insert(gw.config().budgets.default_max_tokens);
+    let pricing = &gw.inner.pricing;
+    let worst = model
+        .targets()
+        .filter_map(|t| pricing.cost(&t.model, u64::from(counted), 0, u64::from(max_tokens)))
+        .fold(0.0, f64::max);
+    reserve(gw, key, micros(worst), deadline + HOLD_MARGIN).await
+}
+
+/// Admits a function or workflow call while every budget of its key has
+/// room left (a one-micro-dollar hold).
+pub(crate) async fn reserve_call(
+    gw: &Gateway,
+    key: Option<&Arc<VirtualKey>>,
+) -> Result<Option<Hold>, Error> {
+    match key.filter(|k| !budgets(gw, k).is_empty()) {
+        Some(key) => reserve(gw, key, 1, CALL_HOLD).await,
+        None => Ok(None),
+    }
+}
+
+async fn reserve(
+    gw: &Gateway,
+    key: &Arc<VirtualKey>,
+    amount: Micros,
+    ttl: Duration,
+) -> Result<Option<Hold>, Error> {
+    let ledgers = &gw.inner.ledgers;
+    let now = SystemTime::now();
+    let named = windows(gw, key, now);
+    let scopes: Vec<ScopeWindow> = named.iter().map(|(w, _, _)| w.clone()).collect();
+    let id = format!(
+        "{}-{}",
+        ledgers.process,
+        ledgers.next_hold.fetch_add(1, Ordering::Relaxed)
+    );
+    let outcome = match &ledgers.shared {
+        None => ledgers.local.reserve(&id, amount, &scopes, ttl),
+        Some(shared) => match shared.reserve(&id, amount, &scopes, ttl).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                gw.inner.sinks.metrics.shared_error("reserve");
+                tracing::warn!(error = %e, key_id = %key.id, "budget ledger unreachable");
+                return match ledgers.when_down {
+                    WhenDown::Closed => Err(Error::budget_unavailable(
+                        "the budget ledger is unreachable and budgets fail closed; retry shortly",
+                    )),
+                    WhenDown::Open => Ok(None),
+                };
+            }
+        },
+    };
+    match outcome {
+        Ok(()) => Ok(Some(Hold {
+            id,
+            key: key.clone(),
+            scopes: named.into_iter().map(|(w, _, b)| (w, b)).collect(),
+            shared: ledgers.shared.is_some(),
+        })),
+        Err(short) => Err(refusal(gw, &named, short, amount, now)),
+    }
+}
+
+/// Settles a hold at the request's real cost. Never blocks.
+pub(crate) fn settle(gw: &Gateway, hold: Option<Hold>, cost_usd: f64) {
+    let Some(hold) = hold else { return };
+    let actual = micros(cost_usd);
+    let gw = gw.clone();
+    if !hold.shared {
+        let scopes: Vec<ScopeWindow> = hold.scopes.iter().map(|(w, _)| w.clone()).collect();
+        let settled = gw.inner.ledgers.local.settle(&hold.id, actual, &scopes);
+        alert(&gw, &hold, &settled);
+        return;
+    }
+    // Redis: off the request path, retried; a lost settle leaves its hold
+    // to expire and the spend unbooked, which the log says.
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let Some(shared) = &gw.inner.ledgers.shared else {
+            return;
+        };
+        let scopes: Vec<ScopeWindow> = hold.scopes.iter().map(|(w, _)| w.clone()).collect();
+        for attempt in 1..=SETTLE_ATTEMPTS {
+            match shared.settle(&hold.id, actual, &scopes).await {
+                Ok(settled) => return alert(&gw, &hold, &settled),
+                Err(e) => {
+                    gw.inner.sinks.metrics.shared_error("settle");
+                    if attempt == SETTLE_ATTEMPTS {
+                        tracing::error!(error = %e, key_id = %hold.key.id, cost_usd, "budget settle failed; this spend is not booked");
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The spend and live holds of every budget covering `key`, now.
+pub(crate) async fn usage(gw: &Gateway, key: &VirtualKey) -> Result<Vec<Usage>, Error> {
+    let mut out = Vec::new();
+    for (window, resets, budget) in windows(gw, key, SystemTime::now()) {
+        let (spent, reserved) = match &gw.inner.ledgers.shared {
+            None => gw.inner.ledgers.local.usage(&window),
+            Some(shared) => shared.usage(&window).await.map_err(|e| {
+                gw.inner.sinks.metrics.shared_error("usage");
+                Error::budget_unavailable(format!("the budget ledger is unreachable: {e}"))
+            })?,
+        };
+        out.push(Usage {
+            scope: window.scope,
+            period: budget.period.to_string(),
+            limit_usd: budget.usd,
+            spent_usd: spent as f64 / 1e6,
+            reserved_usd: reserved as f64 / 1e6,
+            resets_at_ms: unix_ms(resets),
+        });
+    }
+    Ok(out)
+}
+
+/// One budget's state, as the admin API shows it.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Usage {
+    pub scope: String,
+    pub period: String,
+    pub limit_usd: f64,
+    pub spent_usd: f64,
+    pub reserved_usd: f64,
+    pub resets_at_ms: u64,
+}
+
+/// Every budget covering `key`: its own, its team's, its tags'.
+fn budgets(gw: &Gateway, key: &VirtualKey) -> Vec<(String, Budget)> {
+    let config = &gw.config().budgets;
+    let s = &key.settings;
+    let own = s.budget.map(|b| (format!("key:{}", key.id), b));
+    let team = s
+        .team
+        .as_ref()
+        .and_then(|t| config.teams.get(t).map(|b| (format!("team:{t}"), *b)));
+    let tags = s
+        .tags
+        .iter()
+        .filter_map(|t| config.tags.get(t).map(|b| (format!("tag:{t}"), *b)));
+    own.into_iter().chain(team).chain(tags).collect()
+}
+
+fn windows(
+    gw: &Gateway,
+    key: &VirtualKey,
+    now: SystemTime,
+) -> Vec<(ScopeWindow, SystemTime, Budget)> {
+    budgets(gw, key)
+        .into_iter()
+        .map(|(scope, budget)| {
+            let (window, resets) = ScopeWindow::at(scope, &budget, now);
+            (window, resets, budget)
+        })
+        .collect()
+}
+
+fn refusal(
+    gw: &Gateway,
+    named: &[(ScopeWindow, SystemTime, Budget)],
+    short: Short,
+    amount: Micros,
+    now: SystemTime,
+) -> Error {
+    let Some((window, resets, budget)) = named.get(short.index) else {
+        return Error::internal("budget refusal for an unknown scope");
+    };
+    let kind = window.scope.split_once(':').map_or("", |(k, _)| k);
+    gw.inner.sinks.metrics.budget_refused(kind);
+    let usd = |m: Micros| m as f64 / 1e6;
+    Error::budget_exceeded(
+        format!(
+            "budget {} (${} per {}) cannot cover this request: ${:.6} spent and ${:.6} held by requests in flight, \
+             this request may cost up to ${:.6}; the budget resets in {} s (unix {})",
+            window.scope,
+            budget.usd,
+            budget.period,
+            usd(short.spent),
+            usd(short.reserved),
+            usd(amount),
+            resets.duration_since(now).unwrap_or_default().as_secs(),
+            unix_ms(*resets) / 1000,
+        ),
+        resets.duration_since(now).unwrap_or_default(),
+    )
+}
+
+fn alert(gw: &Gateway, hold: &Hold, settled: &[Settled]) {
+    let at = &gw.config().budgets.alert_at;
+    for ((window, budget), s) in hold.scopes.iter().zip(settled) {
+        for threshold in alerts::crossed(at, window.limit, *s) {
+            alerts::fire(gw, &window.scope, budget, threshold, s.after);
+        }
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
