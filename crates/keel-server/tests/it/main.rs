@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod budgets;
 mod cache;
 mod chaos;
 mod cost;
@@ -12,6 +13,7 @@ mod errors;
 mod front_doors;
 mod functions;
 mod headers;
+mod keys;
 mod limits;
 mod logs;
 mod metrics;
