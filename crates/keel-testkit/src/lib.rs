@@ -15,6 +15,8 @@
 // Test helpers: failing to start a server is the test failing.
 #![allow(clippy::panic)]
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::path::Path;
 

@@ -19,6 +19,8 @@ mod logs;
 mod metrics;
 mod observability;
 mod odd_upstreams;
+mod redis;
+mod replay;
 mod shutdown;
 mod streams;
 mod traces;

@@ -1,11 +1,13 @@
 //! The `keel` binary as a user runs it: `config check` reports problems
 //! with their location and its exit code says whether the config is usable;
 //! `serve` announces its address, answers, and exits cleanly on SIGTERM;
-//! `logs`, `show` and `stats` read back what it recorded.
+//! `logs`, `show` and `stats` read back what it recorded; `keys` issues
+//! keys that two `serve` processes sharing Redis and Postgres both honour.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod inspect;
+mod replicas;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -70,10 +72,16 @@ fn config_check_reports_every_problem_with_its_location() {
 /// keel.toml is: the built-in default unless `args` names one), and the
 /// address it announced. No request log unless `args` has `--db`.
 fn serve(args: &[&str]) -> (std::process::Child, String) {
+    serve_with(args, &[])
+}
+
+/// [`serve`] with more environment variables.
+fn serve_with(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, String) {
     let mut child = Command::new(KEEL)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
         .env("KEEL_DB", "off")
+        .envs(env.iter().copied())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
