@@ -143,7 +143,7 @@ impl Drop for Replicas {
         for child in self.children.drain(..) {
             stop(child);
         }
-        if let Some(pg) = std::env::var("KEEL_TEST_PG_URL").ok() {
+        if let Ok(pg) = std::env::var("KEEL_TEST_PG_URL") {
             psql(
                 &pg,
                 &format!("DROP DATABASE {} WITH (FORCE)", self.database),
