@@ -17,7 +17,7 @@ pub struct Keyed {
     pub keel: Running,
     pub sim: Simulator,
     _server: Running,
-    pub dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 pub async fn keyed(upstream: SimConfig, require_key: bool, rest: &str) -> Keyed {
@@ -51,7 +51,7 @@ pub async fn keyed(upstream: SimConfig, require_key: bool, rest: &str) -> Keyed 
         keel,
         sim,
         _server: server,
-        dir,
+        _dir: dir,
     }
 }
 
