@@ -1,6 +1,6 @@
 //! State that all replicas of keel share, in one Redis: the budget ledgers
-//! of [`crate::ledger`], the GCRA rate limits of [`crate::rate`], and the
-//! bytes of the response cache. Each replica keeps a [`Shared`] handle; the
+//! of [`crate::ledger`], the GCRA rate limits of [`crate::rate`], the
+//! bytes of the response cache, and which circuit breakers are open. Each replica keeps a [`Shared`] handle; the
 //! semantics are those of the in-process versions, only atomic across
 //! processes.
 //!
@@ -16,6 +16,7 @@
 //! | `P:holds:SCOPE` | hash   | hold id → `"AMOUNT EXPIRES"` (µs, Redis clock) | with the scope's longest-lived hold |
 //! | `P:gcra:NAME`   | string | theoretical arrival time (µs, Redis clock)     | when the limit has a full burst again |
 //! | `P:cache:HEX`   | string | a response's bytes; HEX: the 32-byte key       | with the entry (its ttl)           |
+//! | `P:breaker:NAME`| string | `1`: some replica's breaker for NAME is open   | when that breaker half-opens       |
 //!
 //! So ledgers nobody spends on, limits nobody uses and old cache entries
 //! vanish by themselves.
@@ -264,6 +265,34 @@ impl Shared {
                 .arg(millis(ttl)),
         )
         .await
+    }
+
+    /// Tells the other replicas that this one's breaker for `name` is open
+    /// for `remaining` more.
+    pub async fn breaker_open(&self, name: &str, remaining: Duration) -> Result<(), SharedError> {
+        if remaining.is_zero() {
+            return Ok(());
+        }
+        self.query(
+            redis::cmd("SET")
+                .arg(self.key("breaker", name))
+                .arg(1)
+                .arg("PX")
+                .arg(millis(remaining)),
+        )
+        .await
+    }
+
+    /// How much longer some replica's breaker for `name` stays open, if one is.
+    pub async fn breaker_open_for(&self, name: &str) -> Result<Option<Duration>, SharedError> {
+        let ms: i64 = self
+            .query(redis::cmd("PTTL").arg(self.key("breaker", name)))
+            .await?;
+        // -2: no such key; -1: no expiry (never written by keel).
+        Ok(u64::try_from(ms)
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis))
     }
 
     fn key(&self, kind: &str, name: &str) -> String {

@@ -159,6 +159,36 @@ impl Breaker {
         })
     }
 
+    /// How much longer it stays open, when open.
+    pub fn open_remaining(&self) -> Option<Duration> {
+        self.shared.with(|inner, now| {
+            let open = inner.state == State::Open;
+            let left = self
+                .shared
+                .config
+                .open_for
+                .saturating_sub(now.duration_since(inner.opened_at));
+            (open.then_some(left), None)
+        })
+    }
+
+    /// Opens it for `remaining` (unless it is open already): another
+    /// replica's breaker for the same target opened. Then it half-opens and
+    /// probes on its own.
+    pub fn open_for(&self, remaining: Duration, why: &str) {
+        let open_for = self.shared.config.open_for;
+        self.shared.with(|inner, now| {
+            if inner.state == State::Open {
+                return ((), None);
+            }
+            let changed = inner.open(now, why.to_owned());
+            // Backdated so that it half-opens `remaining` from now.
+            let elapsed = open_for.saturating_sub(remaining.min(open_for));
+            inner.opened_at = now.checked_sub(elapsed).unwrap_or(now);
+            ((), changed)
+        });
+    }
+
     pub fn snapshot(&self) -> BreakerSnapshot {
         self.shared.with(|inner, now| {
             let counts = inner.window.sum(now);

@@ -14,6 +14,7 @@ mod alerts;
 mod attempt;
 mod auth;
 mod body;
+mod breakers;
 mod cache;
 mod error;
 mod feedback;

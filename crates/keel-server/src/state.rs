@@ -187,7 +187,7 @@ impl Gateway {
                 .map_err(|e| Error::internal(format!("redis: {e}")))?,
             ),
         };
-        Ok(Gateway {
+        let gateway = Gateway {
             inner: Arc::new(Inner {
                 sinks,
                 pricing: Pricing::new(&config.pricing),
@@ -212,7 +212,9 @@ impl Gateway {
                 admission,
                 stale: StaleAnswers::new(STALE_CAPACITY),
             }),
-        })
+        };
+        crate::breakers::spawn_sync(&gateway);
+        Ok(gateway)
     }
 
     pub(crate) fn config(&self) -> &Config {

@@ -270,7 +270,7 @@ impl Metrics {
             shared_errors: counter(
                 r,
                 "keel_redis_errors_total",
-                "Redis calls that failed or timed out, by operation (rate_limit, reserve, settle, cache).",
+                "Redis calls that failed or timed out, by operation (rate_limit, reserve, settle, usage, cache, breaker).",
                 &["op"],
             )?,
             registry,

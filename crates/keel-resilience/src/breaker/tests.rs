@@ -197,3 +197,22 @@ async fn snapshot_reports_open_then_half_open() {
     advance(Duration::from_secs(30)).await;
     assert_eq!(breaker.snapshot().state, State::HalfOpen);
 }
+
+#[tokio::test(start_paused = true)]
+async fn another_replica_s_open_breaker_opens_this_one_for_what_is_left() {
+    let breaker = Breaker::new("t", config());
+    assert_eq!(breaker.open_remaining(), None);
+    breaker.open_for(Duration::from_secs(10), "open on another replica");
+    assert_eq!(breaker.state(), State::Open);
+    assert!(breaker.try_acquire().is_none());
+    assert_eq!(breaker.open_remaining(), Some(Duration::from_secs(10)));
+    assert_eq!(breaker.snapshot().opened_total, 1);
+    // Already open: a second notice changes nothing.
+    breaker.open_for(Duration::from_secs(30), "again");
+    assert_eq!(breaker.open_remaining(), Some(Duration::from_secs(10)));
+    advance(Duration::from_secs(10)).await;
+    assert_eq!(breaker.state(), State::HalfOpen);
+    // A half-open breaker is opened too (the other replica's probe failed).
+    breaker.open_for(Duration::from_secs(5), "probe failed elsewhere");
+    assert_eq!(breaker.open_remaining(), Some(Duration::from_secs(5)));
+}

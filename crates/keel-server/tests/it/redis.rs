@@ -164,3 +164,50 @@ async fn replicas_share_the_response_cache() {
     assert_eq!(first["choices"], second["choices"]);
     assert_eq!(sim.stats().requests, 1, "one upstream call, then hits only");
 }
+
+#[tokio::test]
+async fn a_breaker_opened_on_one_replica_opens_on_the_others() {
+    let Some(binary) = redis_binary() else { return };
+    let redis = RedisServer::start(&binary);
+    let (server, sim) = keel_testkit::sim(SimConfig {
+        faults: vec![keel_config::FaultRule {
+            rate: 1.0,
+            fault: "status=503".to_owned(),
+        }],
+        ..SimConfig::default()
+    })
+    .await;
+    let config = format!(
+        "[redis]\nurl = \"{}\"\n[providers.up]\nkind = \"openai\"\nbase_url = \"{}/v1\"\n\
+         resilience = {{ max_retries = 0, breaker = {{ consecutive_failures = 1, open_for = \"60s\" }} }}\n\
+         [models.m]\ntargets = [{{ provider = \"up\", model = \"x\" }}]",
+        redis.url(),
+        server.url()
+    );
+    let (a, b) = (
+        keel_testkit::keel(&config).await,
+        keel_testkit::keel(&config).await,
+    );
+    let body = openai_chat("m", "hi");
+    let resp = post_json(&a.url(), "/v1/chat/completions", &body, &[])
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502, "the upstream's 503");
+    assert_eq!(sim.stats().requests, 1);
+    // B learns within a sync or two, without a call of its own.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = crate::metrics::scrape(&b.url()).await;
+        if metrics.value("keel_breaker_state", &[("provider", "up")]) == 2.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B's breaker never opened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = post_json(&b.url(), "/v1/chat/completions", &body, &[])
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(json_of(resp).await["error"]["code"], "no_available_target");
+    assert_eq!(sim.stats().requests, 1, "B skipped the broken target");
+}
