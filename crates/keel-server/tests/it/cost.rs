@@ -150,3 +150,122 @@ async fn a_degraded_answer_costs_nothing() {
     assert_eq!(resp.headers()["x-keel-degraded"], "static");
     assert_eq!(resp.headers()["x-keel-cost"], "0.00000000");
 }
+
+/// Every combination of front door, upstream protocol and streaming: the
+/// record holds the tokens the client was told (non-zero), and the cost
+/// is exactly those tokens at the price.
+#[tokio::test]
+async fn streamed_and_whole_answers_record_their_tokens_and_cost() {
+    use keel_store::{Filter, Store, StoreConfig};
+    use serde_json::{Value, json};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cost.db");
+    let (server, _sim) = keel_testkit::sim(keel_config::SimConfig::default()).await;
+    let keel = keel_testkit::keel_logged(
+        &format!(
+            r#"
+            [log]
+            path = "{db}"
+            flush_every = "10ms"
+            [pricing."up-model"]
+            input = 2.0
+            output = 8.0
+            [providers.oai]
+            kind = "openai"
+            base_url = "{url}/v1"
+            [providers.ant]
+            kind = "anthropic"
+            base_url = "{url}"
+            [models.via-openai]
+            targets = [{{ provider = "oai", model = "up-model" }}]
+            [models.via-anthropic]
+            targets = [{{ provider = "ant", model = "up-model" }}]
+            "#,
+            db = db.display(),
+            url = server.url()
+        ),
+        &[],
+    )
+    .await;
+    let mut told = Vec::new();
+    for model in ["via-openai", "via-anthropic"] {
+        for (path, stream) in [
+            ("/v1/chat/completions", false),
+            ("/v1/chat/completions", true),
+            ("/v1/messages", false),
+            ("/v1/messages", true),
+        ] {
+            let id = format!("{model}-{}-{stream}", path.rsplit('/').next().unwrap());
+            let mut body = if path == "/v1/messages" {
+                crate::anthropic_chat(model, "count my tokens please")
+            } else {
+                openai_chat(model, "count my tokens please")
+            };
+            if stream {
+                body["stream"] = json!(true);
+                body["stream_options"] = json!({"include_usage": true});
+            }
+            let resp = client()
+                .post(format!("{}{path}", keel.url()))
+                .header("x-request-id", &id)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{id}");
+            let text = resp.text().await.unwrap();
+            // What the client was told, in its own protocol.
+            let (input, output) = if !stream {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                let u = &v["usage"];
+                match path {
+                    "/v1/messages" => (u["input_tokens"].as_u64(), u["output_tokens"].as_u64()),
+                    _ => (u["prompt_tokens"].as_u64(), u["completion_tokens"].as_u64()),
+                }
+            } else {
+                let events: Vec<Value> = crate::sse(&text)
+                    .into_iter()
+                    .filter_map(|(_, d)| serde_json::from_str(&d).ok())
+                    .collect();
+                match path {
+                    "/v1/messages" => (
+                        events
+                            .iter()
+                            .find_map(|e| e["message"]["usage"]["input_tokens"].as_u64()),
+                        events
+                            .iter()
+                            .filter(|e| e["type"] == "message_delta")
+                            .find_map(|e| e["usage"]["output_tokens"].as_u64()),
+                    ),
+                    _ => (
+                        events
+                            .iter()
+                            .find_map(|e| e["usage"]["prompt_tokens"].as_u64()),
+                        events
+                            .iter()
+                            .find_map(|e| e["usage"]["completion_tokens"].as_u64()),
+                    ),
+                }
+            };
+            let (input, output) = (input.unwrap(), output.unwrap());
+            assert!(input > 0 && output > 0, "{id}: {text}");
+            told.push((id, input, output));
+        }
+    }
+    keel.shutdown().await.unwrap();
+    let store = Store::open(&StoreConfig::Sqlite { path: db })
+        .await
+        .unwrap();
+    let records = store.list(&Filter::default()).await.unwrap();
+    for (id, input, output) in told {
+        let r = records.iter().find(|r| r.id == id).unwrap();
+        assert_eq!((r.input_tokens, r.output_tokens), (input, output), "{id}");
+        let expected = (input as f64 * 2.0 + output as f64 * 8.0) / 1e6;
+        let cost = r.cost_usd.unwrap();
+        assert!(
+            (cost - expected).abs() < 1e-12,
+            "{id}: {cost} vs {expected}"
+        );
+    }
+}
