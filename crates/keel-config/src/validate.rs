@@ -1017,4 +1017,86 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn keys_budgets_redis_and_the_replay_file_are_read_and_checked() {
+        let (c, _) = parse(
+            r#"
+            [auth]
+            admin_token = { env = "ADMIN" }
+            require_key = true
+            [budgets]
+            alert_at = [0.9]
+            webhook = "http://127.0.0.1:9/alerts"
+            [budgets.teams.search]
+            usd = 100
+            period = "month"
+            [budgets.tags.batch]
+            usd = 5
+            period = "7d"
+            [redis]
+            url = { env = "REDIS" }
+            budgets_when_down = "open"
+            [cache]
+            file = "answers.jsonl"
+            mode = "replay"
+            "#,
+            &[
+                ("ADMIN", "a-long-enough-admin-token"),
+                ("REDIS", "redis://127.0.0.1:6379"),
+            ],
+        )
+        .unwrap();
+        assert!(c.auth.require_key && c.auth.admin_token.is_some());
+        assert_eq!(c.budgets.teams["search"].period, crate::Period::Month);
+        assert_eq!(
+            c.budgets.tags["batch"].period,
+            crate::Period::RollingDays(7)
+        );
+        assert_eq!(
+            (c.budgets.alert_at.as_slice(), c.budgets.default_max_tokens),
+            (&[0.9][..], 4096)
+        );
+        let redis = c.redis.unwrap();
+        assert_eq!(redis.budgets_when_down, crate::WhenDown::Open);
+        assert_eq!(
+            (redis.prefix.as_str(), redis.timeout),
+            ("keel", Duration::from_millis(250))
+        );
+        assert_eq!(c.cassette.unwrap().mode, crate::CassetteMode::Replay);
+
+        let err = parse(
+            r#"
+            [auth]
+            admin_token = { env = "SHORT" }
+            [budgets]
+            alert_at = [0]
+            webhook = "ftp://x"
+            [budgets.teams.t]
+            usd = -1
+            period = "day"
+            [redis]
+            url = "http://not-redis"
+            timeout = "0s"
+            [cache]
+            file = "answers.jsonl"
+            "#,
+            &[("SHORT", "short")],
+        )
+        .unwrap_err();
+        assert_eq!(
+            error_locations(&err),
+            [
+                "auth.admin_token",
+                "budgets.teams.t.usd",
+                "budgets.alert_at",
+                "budgets.webhook",
+                "redis.url",
+                "redis.timeout",
+                "cache"
+            ]
+        );
+        let err = parse("[budgets.tags.x]\nusd = 1\nperiod = \"fortnight\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("not a period"), "{err}");
+    }
 }

@@ -93,6 +93,11 @@ impl Gateway {
     }
 
     fn build(config: Config, log: Option<(Recorder, Writer)>) -> Result<Self, Error> {
+        if config.auth.require_key && log.is_none() {
+            return Err(Error::internal(
+                "[auth] require_key needs the store virtual keys live in, and the request log's store is off",
+            ));
+        }
         let mut upstreams = HashMap::new();
         for (name, p) in &config.providers {
             if p.availability.is_err() {
