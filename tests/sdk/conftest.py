@@ -66,10 +66,10 @@ class KeelProcess:
     drained by a thread so the pipe can never fill up.
     """
 
-    def __init__(self, name: str, args: list[str], log_dir: Path) -> None:
+    def __init__(self, name: str, args: list[str], log_dir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.name = name
         self.stderr_path = log_dir / f"{name}.stderr"
-        env = {k: v for k, v in os.environ.items() if k != MISSING_KEY_ENV}
+        env = {k: v for k, v in os.environ.items() if k != MISSING_KEY_ENV} | (extra_env or {})
         with open(self.stderr_path, "wb") as stderr:
             self.proc = subprocess.Popen(
                 [str(keel_bin()), "--log-format", "text", *args],
