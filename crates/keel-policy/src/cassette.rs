@@ -115,20 +115,15 @@ impl Cassette {
 
     /// Appends an answer (record mode; once per key). A failed write is
     /// returned for the caller to log: the request itself has its answer.
+    /// The write is one small append, made on the caller's thread: record
+    /// mode is for recording sessions, not for production traffic.
     pub fn record(
         &self,
         key: [u8; 32],
         model: &str,
         response: &ChatResponse,
     ) -> Result<(), CassetteError> {
-        if self.mode != CassetteMode::Record {
-            return Ok(());
-        }
-        let mut answers = self
-            .answers
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if answers.contains_key(&key) {
+        if self.mode != CassetteMode::Record || self.get(&key).is_some() {
             return Ok(());
         }
         let line = Line {
@@ -138,18 +133,25 @@ impl Cassette {
         };
         let mut text = serde_json::to_string(&line).unwrap_or_default();
         text.push('\n');
-        let mut file = self
-            .file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(f) = file.as_mut() {
-            f.write_all(text.as_bytes())
-                .map_err(|error| CassetteError::Io {
-                    path: self.path.clone(),
-                    error,
-                })?;
+        {
+            // Two requests recording the same answer at once may both
+            // append it; loading keeps one.
+            let mut file = self
+                .file
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(f) = file.as_mut() {
+                f.write_all(text.as_bytes())
+                    .map_err(|error| CassetteError::Io {
+                        path: self.path.clone(),
+                        error,
+                    })?;
+            }
         }
-        answers.insert(key, Arc::new(line.response));
+        self.answers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, Arc::new(line.response));
         Ok(())
     }
 }

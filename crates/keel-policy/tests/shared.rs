@@ -8,11 +8,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use keel_policy::ledger::{LocalLedger, Micros, ScopeWindow, Settled, Short};
 use keel_policy::shared::{Shared, SharedConfig, SharedError};
+use redis_server::RedisServer;
+
+/// keel-testkit's helper, included rather than depended on (keel-testkit
+/// depends on this crate through keel-server).
+#[path = "../../keel-testkit/src/redis.rs"]
+mod redis_server;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -445,39 +450,6 @@ async fn a_server_that_is_down_or_mute_fails_fast() {
     );
 }
 
-/// A redis-server of the test's own, killed when dropped.
-struct Server {
-    binary: String,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Server {
-    fn start(&mut self) {
-        let child = Command::new(&self.binary)
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Retries `ping` until it succeeds; fails the test after 10 s.
 async fn wait_up(shared: &Shared) {
     let started = Instant::now();
@@ -495,21 +467,14 @@ async fn a_restarted_server_is_used_again_without_a_new_handle() {
     let Some(binary) = setting("KEEL_TEST_REDIS_SERVER") else {
         return;
     };
-    let mut server = Server {
-        binary,
-        port: free_port(),
-        child: None,
-    };
-    let shared = shared(
-        &format!("redis://127.0.0.1:{}", server.port),
-        &prefix("restart"),
-        Duration::from_secs(1),
-    );
+    let mut server = RedisServer::start(&binary);
+    server.kill();
+    let shared = shared(&server.url(), &prefix("restart"), Duration::from_secs(1));
     let budget = [scope("key:r", 100, &["d"])];
 
     // Down at first: calls fail, and keep trying.
     all_unavailable(&shared, Duration::from_secs(2)).await;
-    server.start();
+    server.restart();
     wait_up(&shared).await;
     assert_eq!(shared.gcra("rpm", 1, 1).await.unwrap(), Ok(()));
     assert!(shared.gcra("rpm", 1, 1).await.unwrap().is_err());
@@ -525,7 +490,7 @@ async fn a_restarted_server_is_used_again_without_a_new_handle() {
 
     // Back (empty: no persistence): the same handle works again, the
     // scripts loaded anew.
-    server.start();
+    server.restart();
     wait_up(&shared).await;
     assert_eq!(shared.usage(&budget[0]).await.unwrap(), (0, 0));
     assert_eq!(shared.gcra("rpm", 1, 1).await.unwrap(), Ok(()));

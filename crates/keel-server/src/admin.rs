@@ -36,6 +36,8 @@ use crate::{auth, body, spend};
 const MAX_BODY: usize = 64 * 1024;
 /// Names and tags are labels, not documents.
 const MAX_NAME: usize = 128;
+/// The longest an admin call may wait for the store.
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(crate) fn routes() -> Router<Gateway> {
     Router::new()
@@ -127,7 +129,9 @@ async fn run(
     let front = Front::OPENAI;
     let rec = Record::start(gw, front, "admin", headers);
     let result = match authorized(gw, headers) {
-        Ok(()) => call.await,
+        Ok(()) => tokio::time::timeout(STORE_WAIT, call)
+            .await
+            .unwrap_or_else(|_| Err(Error::unavailable("the key store did not answer in time"))),
         Err(e) => Err(e),
     };
     match result {
@@ -180,6 +184,16 @@ fn check(gw: &Gateway, s: &KeySettings) -> Result<(), Error> {
     }
     if let Some(budget) = &s.budget {
         budget.check().map_err(Error::invalid_request)?;
+    }
+    if let Some((_, twice)) = s
+        .tags
+        .iter()
+        .enumerate()
+        .find(|(i, t)| s.tags[..*i].contains(t))
+    {
+        return Err(Error::invalid_request(format!(
+            "tags: `{twice}` is given twice"
+        )));
     }
     if s.rate_limit
         .is_some_and(|r| r.requests_per_minute == Some(0) || r.tokens_per_minute == Some(0))

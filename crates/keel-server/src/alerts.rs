@@ -71,7 +71,10 @@ pub(crate) fn fire(gw: &Gateway, scope: &str, budget: &Budget, threshold: f64, s
             .map_or(0, |d| d.as_millis()),
     });
     let client = gw.inner.http.clone();
-    tokio::spawn(async move {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=ATTEMPTS {
             let sent = client
@@ -80,7 +83,9 @@ pub(crate) fn fire(gw: &Gateway, scope: &str, budget: &Budget, threshold: f64, s
                 .json(&body)
                 .send()
                 .await
-                .and_then(reqwest::Response::error_for_status);
+                .and_then(reqwest::Response::error_for_status)
+                // Never the URL in a log line: a webhook URL is a credential.
+                .map_err(reqwest::Error::without_url);
             match sent {
                 Ok(_) => return,
                 Err(e) if attempt == ATTEMPTS => {

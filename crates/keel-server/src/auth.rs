@@ -29,9 +29,11 @@ const KEY_CAPACITY: u64 = 100_000;
 /// The longest a key lookup may wait for the store.
 const STORE_WAIT: Duration = Duration::from_secs(2);
 
-/// Keys recently read from the store, by id.
+/// Keys recently read from the store, by id — and ids the store does not
+/// know (ids are random, so a miss is a guess: cached, guessing costs no
+/// store query).
 pub(crate) struct Keys {
-    cache: Cache<String, Arc<VirtualKey>>,
+    cache: Cache<String, Option<Arc<VirtualKey>>>,
 }
 
 impl Keys {
@@ -123,8 +125,8 @@ pub(crate) fn limits(
 }
 
 async fn lookup(gw: &Gateway, id: &str) -> Result<Option<Arc<VirtualKey>>, Error> {
-    if let Some(key) = gw.inner.keys.cache.get(id) {
-        return Ok(Some(key));
+    if let Some(known) = gw.inner.keys.cache.get(id) {
+        return Ok(known);
     }
     let store = store(gw)?;
     let found = tokio::time::timeout(STORE_WAIT, store.key(id))
@@ -134,11 +136,9 @@ async fn lookup(gw: &Gateway, id: &str) -> Result<Option<Arc<VirtualKey>>, Error
             tracing::warn!(error = %e, "key lookup failed");
             Error::unavailable("the key store is unavailable")
         })?;
-    Ok(found.map(|key| {
-        let key = Arc::new(key);
-        gw.inner.keys.cache.insert(id.to_owned(), key.clone());
-        key
-    }))
+    let found = found.map(Arc::new);
+    gw.inner.keys.cache.insert(id.to_owned(), found.clone());
+    Ok(found)
 }
 
 /// The store keys live in: the request log's.
@@ -151,13 +151,21 @@ pub(crate) fn store(gw: &Gateway) -> Result<&Store, Error> {
         .ok_or_else(|| Error::unavailable("virtual keys need a store, and log.store is off"))
 }
 
+/// The presented credential: a keel-shaped one wherever it is (an SDK may
+/// also send a placeholder in the other header), else whatever was sent.
 fn presented(headers: &HeaderMap) -> Option<&str> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    header("authorization")
+    let bearer = header("authorization")
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .or_else(|| header("x-api-key"))
-        .map(str::trim)
+        .map(str::trim);
+    let api_key = header("x-api-key").map(str::trim);
+    [bearer, api_key]
+        .into_iter()
+        .flatten()
+        .find(|k| keel_store::looks_like_key(k))
+        .or(bearer)
+        .or(api_key)
 }

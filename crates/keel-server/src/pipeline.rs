@@ -75,7 +75,7 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
     };
     rec.capture(model.capture);
     let key = rec.key.clone();
-    let (model, counted) = match admit_chat(&gw, model, key.as_deref(), &req, &mut rec).await {
+    let (model, counted) = match admit_chat(&gw, model, key.as_deref(), &mut req, &mut rec).await {
         Ok(m) => m,
         Err(e) => return failed(front, rec, &e),
     };
@@ -91,7 +91,17 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
     };
     if hit.is_none() {
         let within = deadline.saturating_duration_since(Instant::now());
-        match spend::reserve_chat(&gw, key.as_ref(), model, &mut req, counted, within).await {
+        let validated = model.validate_output
+            && matches!(req.response_format, Some(ResponseFormat::JsonSchema { .. }));
+        // Validation may re-ask every link of the chain.
+        let calls = if validated {
+            (model.max_reasks + 1)
+                .saturating_mul(u32::try_from(model.chain.len()).unwrap_or(u32::MAX))
+        } else {
+            1
+        };
+        let worst = spend::Worst::chat(&req, counted, calls);
+        match spend::reserve_worst(&gw, key.as_ref(), model, worst, within).await {
             Ok(hold) => rec.hold = hold,
             Err(e) => return failed(front, rec, &e),
         }
@@ -137,8 +147,9 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
     rec.served(&served.provider, &served.model);
     if let Some(how) = degraded {
         rec.data.degraded = Some(how.to_owned());
-        // A stale or static answer cost nothing now.
-        rec.data.cost_usd = Some(0.0);
+        // The stale or static answer cost nothing; the failed calls before
+        // it may have (answers that failed validation).
+        rec.data.cost_usd = Some(rec.trail_cost().unwrap_or(0.0));
     }
     let mut names = vec![
         ("x-keel-provider", served.provider.clone()),
@@ -259,6 +270,16 @@ pub(crate) async fn embeddings(gw: Gateway, headers: HeaderMap, body: Body) -> R
             .iter()
             .map(|s| tokens::estimate(s))
             .fold(0, u32::saturating_add);
+        // Limits and budgets as for chat: the input is all an embedding costs.
+        let key = rec.key.clone();
+        rate::admit(&gw, model, key.as_deref(), estimate).await?;
+        let worst = spend::Worst {
+            input: estimate,
+            output: 0,
+            calls: 1,
+        };
+        let within = deadline(&headers, model).saturating_duration_since(Instant::now());
+        rec.hold = spend::reserve_worst(&gw, key.as_ref(), model, worst, within).await?;
         req.model.clone_from(&target.model);
         let mut resp = up.provider.embed(req, &ctx).await?;
         if resp.input_tokens == 0 {
@@ -446,17 +467,41 @@ async fn admit_chat<'a>(
     gw: &'a Gateway,
     model: &'a ModelConfig,
     key: Option<&VirtualKey>,
-    req: &ChatRequest,
+    req: &mut ChatRequest,
     rec: &mut Record,
 ) -> Result<(&'a ModelConfig, u32), Error> {
     auth::allow(key, &model.name)?;
     let model = limits(gw, model, req, rec)?;
+    // `on_oversize` may have chosen another model: the key must be allowed it too.
+    auth::allow(key, &model.name)?;
     let encoding = model.targets().next().map_or("", |t| t.model.as_str());
     let counted = tokens::count_request(req, encoding);
     auth::limits(key, req, counted)?;
+    if req.max_tokens.is_none() {
+        req.max_tokens = output_cap(gw, model, key);
+    }
     let tokens = counted.saturating_add(req.max_tokens.unwrap_or(0));
     rate::admit(gw, model, key, tokens).await?;
     Ok((model, counted))
+}
+
+/// The `max_tokens` keel sends when the client sent none: the lowest of
+/// the model's and the key's `max_output_tokens` and, for a budgeted key,
+/// `[budgets] default_max_tokens` — an output cap is a cap, and a budget
+/// needs a bounded worst case. `None`: no cap applies, the upstream's
+/// default stands.
+fn output_cap(gw: &Gateway, model: &ModelConfig, key: Option<&VirtualKey>) -> Option<u32> {
+    let budget = key
+        .filter(|k| spend::budgeted(gw, k))
+        .map(|_| gw.config().budgets.default_max_tokens);
+    [
+        model.max_output_tokens,
+        key.and_then(|k| k.settings.max_output_tokens),
+        budget,
+    ]
+    .into_iter()
+    .flatten()
+    .min()
 }
 
 /// What a function or workflow call must pass before it runs: the key's

@@ -211,12 +211,28 @@ impl Record {
         if self.data.cost_usd.is_some() {
             return self.data.cost_usd;
         }
-        let (_, model) = self.data.target.as_deref()?.split_once('/')?;
+        match self.data.target.as_deref() {
+            Some(target) => self.price(target.split_once('/')?.1, self.usage),
+            // Nothing answered, yet the calls made may have been billed
+            // (answers that failed validation): their usage, at the last
+            // called model's price.
+            None => self.trail_cost(),
+        }
+    }
+
+    /// What the calls in the trail consumed, at the last called model's
+    /// price (the one a failed or degraded request paid for last).
+    pub fn trail_cost(&self) -> Option<f64> {
+        let last = self.trail.attempts.last()?;
+        self.price(&last.model, self.trail.usage)
+    }
+
+    fn price(&self, model: &str, usage: Usage) -> Option<f64> {
         self.gw.inner.pricing.cost(
             model,
-            u64::from(self.usage.input_tokens),
-            u64::from(self.usage.cached_input_tokens),
-            u64::from(self.usage.output_tokens),
+            u64::from(usage.input_tokens),
+            u64::from(usage.cached_input_tokens),
+            u64::from(usage.output_tokens),
         )
     }
 
@@ -251,7 +267,10 @@ impl Record {
         self.done = true;
         let end = Instant::now();
         let rec = self.complete(status, err, end);
-        spend::settle(&self.gw, self.hold.take(), rec.cost_usd.unwrap_or(0.0));
+        // A client gone before the answer: calls were in flight, and what
+        // they cost is unknown; the budget keeps what was held for them.
+        let unknown = status == 499 && !rec.attempts.is_empty() && self.usage == Usage::default();
+        spend::settle(&self.gw, self.hold.take(), rec.cost_usd, unknown);
         let sinks = &self.gw.inner.sinks;
         // provider/model:outcome:ms per attempt, in order.
         let attempts = rec

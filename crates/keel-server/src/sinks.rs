@@ -149,6 +149,21 @@ impl Scrubber {
         if let StoreKind::Postgres(url) = &config.log.store {
             secrets.push(url.expose_secret().to_owned());
         }
+        secrets.extend(
+            config
+                .auth
+                .admin_token
+                .iter()
+                .map(|t| t.expose_secret().to_owned()),
+        );
+        secrets.extend(
+            config
+                .redis
+                .iter()
+                .map(|r| r.url.expose_secret().to_owned()),
+        );
+        // A webhook URL (Slack's, say) is a credential in itself.
+        secrets.extend(config.budgets.webhook.iter().cloned());
         secrets.retain(|s| s.len() >= MIN_SECRET_LEN);
         Scrubber {
             secrets,

@@ -2,13 +2,16 @@
 //! phase's last step, after the cache missed).
 //!
 //! A chat request *reserves* its worst case on every budget that covers its
-//! key — counted input tokens and `max_tokens` (set to `[budgets]
-//! default_max_tokens` when the client sent none, so the worst case is
-//! bounded) at the dearest price in the model's chain — and is refused
+//! key — counted input tokens (plus an allowance per image) and
+//! `max_tokens` (which the route phase sets when the client sent none, so
+//! the worst case is bounded), at the dearest price in the model's chain,
+//! times the calls validation may make — and is refused
 //! with 402 when any of them cannot cover it, naming the budget and when
 //! it resets. When the request ends, its record's real cost *settles* the
 //! hold (off the request path), and crossed alert thresholds fire
 //! ([`crate::alerts`]).
+//!
+//! Embeddings reserve their estimated input the same way.
 //!
 //! Function and workflow calls make a varying number of upstream calls, so
 //! they have no worst case to reserve: they are admitted while every budget
@@ -27,7 +30,7 @@ use keel_config::{Budget, ModelConfig, WhenDown};
 use keel_core::Error;
 use keel_policy::ledger::{LocalLedger, Micros, ScopeWindow, Settled, Short, micros};
 use keel_policy::shared::Shared;
-use keel_protocol::chat::ChatRequest;
+use keel_protocol::chat::{ChatRequest, Part};
 use keel_store::VirtualKey;
 
 use crate::alerts;
@@ -68,35 +71,71 @@ impl Ledgers {
 pub(crate) struct Hold {
     id: String,
     key: Arc<VirtualKey>,
-    /// The budgets as they were when reserved (settled into the same windows'
-    /// current buckets as of the settle).
-    scopes: Vec<(ScopeWindow, Budget)>,
+    /// The covering budgets (their windows are taken anew at the settle:
+    /// spend goes into the bucket of the moment it is booked).
+    scopes: Vec<(String, Budget)>,
+    amount: Micros,
     /// Reserved in Redis (else in process).
     shared: bool,
 }
 
-/// Reserves a chat request's worst case. `counted` is its input in tokens.
+/// What a request may cost at most: `calls` upstream calls, each with
+/// `input` tokens in and `output` out, at the dearest price in the chain.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Worst {
+    pub input: u32,
+    pub output: u32,
+    pub calls: u32,
+}
+
+/// An image's tokens, for reservations: about what the largest image
+/// either provider accepts without downscaling costs (Anthropic: ~1,600;
+/// OpenAI high detail stays below that). Images are not in the token count.
+const IMAGE_TOKENS: u32 = 1_600;
+
+impl Worst {
+    /// A chat request's worst case: its counted input (plus an allowance per
+    /// image) and its `max_tokens`, for every call validation may make.
+    pub fn chat(req: &ChatRequest, counted: u32, calls: u32) -> Worst {
+        let images = req
+            .messages
+            .iter()
+            .flat_map(|m| &m.content)
+            .filter(|p| matches!(p, Part::Image(_)))
+            .count();
+        let images = u32::try_from(images).unwrap_or(u32::MAX);
+        Worst {
+            input: counted.saturating_add(images.saturating_mul(IMAGE_TOKENS)),
+            output: req.max_tokens.unwrap_or(0),
+            calls,
+        }
+    }
+}
+
+/// Whether any budget covers `key`.
+pub(crate) fn budgeted(gw: &Gateway, key: &VirtualKey) -> bool {
+    !budgets(gw, key).is_empty()
+}
+
+/// Reserves a request's worst case on every budget covering its key.
 /// `None`: nothing to settle (no key, no budget, or ledgers down and open).
-pub(crate) async fn reserve_chat(
+pub(crate) async fn reserve_worst(
     gw: &Gateway,
     key: Option<&Arc<VirtualKey>>,
     model: &ModelConfig,
-    req: &mut ChatRequest,
-    counted: u32,
+    worst: Worst,
     deadline: Duration,
 ) -> Result<Option<Hold>, Error> {
-    let Some(key) = key.filter(|k| !budgets(gw, k).is_empty()) else {
+    let Some(key) = key.filter(|k| budgeted(gw, k)) else {
         return Ok(None);
     };
-    let max_tokens = *req
-        .max_tokens
-        .get_or_insert(gw.config().budgets.default_max_tokens);
     let pricing = &gw.inner.pricing;
-    let worst = model
+    let one = model
         .targets()
-        .filter_map(|t| pricing.cost(&t.model, u64::from(counted), 0, u64::from(max_tokens)))
+        .filter_map(|t| pricing.cost(&t.model, u64::from(worst.input), 0, u64::from(worst.output)))
         .fold(0.0, f64::max);
-    reserve(gw, key, micros(worst), deadline + HOLD_MARGIN).await
+    let amount = micros(one).saturating_mul(i64::from(worst.calls.max(1)));
+    reserve(gw, key, amount, deadline + HOLD_MARGIN).await
 }
 
 /// Admits a function or workflow call while every budget of its key has
@@ -105,7 +144,7 @@ pub(crate) async fn reserve_call(
     gw: &Gateway,
     key: Option<&Arc<VirtualKey>>,
 ) -> Result<Option<Hold>, Error> {
-    match key.filter(|k| !budgets(gw, k).is_empty()) {
+    match key.filter(|k| budgeted(gw, k)) {
         Some(key) => reserve(gw, key, 1, CALL_HOLD).await,
         None => Ok(None),
     }
@@ -146,22 +185,33 @@ async fn reserve(
         Ok(()) => Ok(Some(Hold {
             id,
             key: key.clone(),
-            scopes: named.into_iter().map(|(w, _, b)| (w, b)).collect(),
+            scopes: named.into_iter().map(|(w, _, b)| (w.scope, b)).collect(),
+            amount,
             shared: ledgers.shared.is_some(),
         })),
         Err(short) => Err(refusal(gw, &named, short, amount, now)),
     }
 }
 
-/// Settles a hold at the request's real cost. Never blocks.
-pub(crate) fn settle(gw: &Gateway, hold: Option<Hold>, cost_usd: f64) {
+/// Settles a hold at the request's real cost — or, when that is `unknown`
+/// (calls in flight when the client left), at what was held. Never blocks.
+pub(crate) fn settle(gw: &Gateway, hold: Option<Hold>, cost_usd: Option<f64>, unknown: bool) {
     let Some(hold) = hold else { return };
-    let actual = micros(cost_usd);
+    let actual = if unknown {
+        hold.amount
+    } else {
+        micros(cost_usd.unwrap_or(0.0))
+    };
     let gw = gw.clone();
+    let now = SystemTime::now();
+    let scopes: Vec<ScopeWindow> = hold
+        .scopes
+        .iter()
+        .map(|(scope, budget)| ScopeWindow::at(scope.clone(), budget, now).0)
+        .collect();
     if !hold.shared {
-        let scopes: Vec<ScopeWindow> = hold.scopes.iter().map(|(w, _)| w.clone()).collect();
         let settled = gw.inner.ledgers.local.settle(&hold.id, actual, &scopes);
-        alert(&gw, &hold, &settled);
+        alert(&gw, &hold, &scopes, &settled);
         return;
     }
     // Redis: off the request path, retried; a lost settle leaves its hold
@@ -173,14 +223,13 @@ pub(crate) fn settle(gw: &Gateway, hold: Option<Hold>, cost_usd: f64) {
         let Some(shared) = &gw.inner.ledgers.shared else {
             return;
         };
-        let scopes: Vec<ScopeWindow> = hold.scopes.iter().map(|(w, _)| w.clone()).collect();
         for attempt in 1..=SETTLE_ATTEMPTS {
             match shared.settle(&hold.id, actual, &scopes).await {
-                Ok(settled) => return alert(&gw, &hold, &settled),
+                Ok(settled) => return alert(&gw, &hold, &scopes, &settled),
                 Err(e) => {
                     gw.inner.sinks.metrics.shared_error("settle");
                     if attempt == SETTLE_ATTEMPTS {
-                        tracing::error!(error = %e, key_id = %hold.key.id, cost_usd, "budget settle failed; this spend is not booked");
+                        tracing::error!(error = %e, key_id = %hold.key.id, actual_micros = actual, "budget settle failed; this spend is not booked");
                     } else {
                         tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
                     }
@@ -224,7 +273,7 @@ pub(crate) struct Usage {
     pub resets_at_ms: u64,
 }
 
-/// Every budget covering `key`: its own, its team's, its tags'.
+/// Every budget covering `key`: its own, its team's, its tags' (each once).
 fn budgets(gw: &Gateway, key: &VirtualKey) -> Vec<(String, Budget)> {
     let config = &gw.config().budgets;
     let s = &key.settings;
@@ -237,7 +286,13 @@ fn budgets(gw: &Gateway, key: &VirtualKey) -> Vec<(String, Budget)> {
         .tags
         .iter()
         .filter_map(|t| config.tags.get(t).map(|b| (format!("tag:{t}"), *b)));
-    own.into_iter().chain(team).chain(tags).collect()
+    let mut all: Vec<(String, Budget)> = Vec::new();
+    for (scope, budget) in own.into_iter().chain(team).chain(tags) {
+        if !all.iter().any(|(s, _)| *s == scope) {
+            all.push((scope, budget));
+        }
+    }
+    all
 }
 
 fn windows(
@@ -284,9 +339,9 @@ fn refusal(
     )
 }
 
-fn alert(gw: &Gateway, hold: &Hold, settled: &[Settled]) {
+fn alert(gw: &Gateway, hold: &Hold, windows: &[ScopeWindow], settled: &[Settled]) {
     let at = &gw.config().budgets.alert_at;
-    for ((window, budget), s) in hold.scopes.iter().zip(settled) {
+    for ((window, s), (_, budget)) in windows.iter().zip(settled).zip(&hold.scopes) {
         for threshold in alerts::crossed(at, window.limit, *s) {
             alerts::fire(gw, &window.scope, budget, threshold, s.after);
         }

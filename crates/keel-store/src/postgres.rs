@@ -88,16 +88,7 @@ ALTER TABLE requests DROP CONSTRAINT requests_pkey;
 ALTER TABLE requests ADD COLUMN seq BIGSERIAL PRIMARY KEY;
 CREATE INDEX requests_id ON requests (id);
 ",
-    "
--- Virtual keys: the digest of each secret, never the secret; settings as JSON.
-CREATE TABLE keys (
-    id         TEXT PRIMARY KEY,
-    digest     TEXT NOT NULL,
-    created_ms BIGINT NOT NULL,
-    revoked_ms BIGINT,
-    settings   TEXT NOT NULL
-);
-",
+    sql::KEYS_TABLE,
 ];
 
 #[derive(Clone)]

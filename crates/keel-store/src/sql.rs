@@ -576,6 +576,18 @@ pub(crate) fn decode_records(
         .collect()
 }
 
+/// Migration 3 on both backends: virtual keys, the digest of each secret
+/// (never the secret) and the settings as JSON.
+pub(crate) const KEYS_TABLE: &str = "
+CREATE TABLE keys (
+    id         TEXT PRIMARY KEY,
+    digest     TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    revoked_ms BIGINT,
+    settings   TEXT NOT NULL
+);
+";
+
 /// A new virtual key (its digest and settings).
 pub(crate) fn insert_key(dialect: Dialect, key: &VirtualKey) -> Result<Query, Repr> {
     let settings = serde_json::to_string(&key.settings).map_err(|error| Repr::Key {

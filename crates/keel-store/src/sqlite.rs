@@ -106,16 +106,7 @@ CREATE INDEX requests_time ON requests (time_ms, id);
 CREATE INDEX requests_model ON requests (model);
 CREATE INDEX requests_key ON requests (key_id);
 CREATE INDEX requests_status ON requests (status);
-", "
--- Virtual keys: the digest of each secret, never the secret; settings as JSON.
-CREATE TABLE keys (
-    id         TEXT PRIMARY KEY,
-    digest     TEXT NOT NULL,
-    created_ms BIGINT NOT NULL,
-    revoked_ms BIGINT,
-    settings   TEXT NOT NULL
-);
-"];
+", sql::KEYS_TABLE];
 
 #[derive(Clone)]
 pub(crate) struct Sqlite {

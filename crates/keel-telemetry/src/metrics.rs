@@ -447,6 +447,7 @@ fn op_label(op: &str) -> &'static str {
             "function",
             "workflow",
             "feedback",
+            "admin",
             "other",
         ],
     )

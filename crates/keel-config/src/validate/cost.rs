@@ -93,10 +93,11 @@ pub(super) fn redis_config(
         RawSecretOrValue::Value(v) => v,
         RawSecretOrValue::Secret(s) => secret(&s, "redis.url", env, issues)?,
     };
-    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+    // No TLS client is built in: a `rediss://` URL would fail at start.
+    if !url.starts_with("redis://") {
         issues.push(Issue::error(
             "redis.url",
-            "must start with redis:// or rediss://",
+            "must start with redis:// (TLS to Redis, rediss://, is not supported: use a local TLS proxy)",
         ));
     }
     let timeout = raw.timeout.unwrap_or(DEFAULT_REDIS_TIMEOUT);

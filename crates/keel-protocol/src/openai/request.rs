@@ -316,10 +316,18 @@ pub fn encode_request(req: &ChatRequest) -> Vec<u8> {
     let mut obj = Map::new();
     obj.insert("model".into(), json!(req.model));
     obj.insert("messages".into(), Value::Array(messages));
-    if let Some(m) = req.max_tokens
-        && !(req.protocol == Protocol::OpenAi && req.extra.contains_key("max_completion_tokens"))
-    {
-        obj.insert("max_tokens".into(), json!(m));
+    if let Some(m) = req.max_tokens {
+        // In the client's spelling: `max_completion_tokens` if it used that
+        // one (newer models accept nothing else), with keel's value (which
+        // may be a cap keel set where the client sent null).
+        let spelled =
+            req.protocol == Protocol::OpenAi && req.extra.contains_key("max_completion_tokens");
+        let name = if spelled {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        obj.insert(name.into(), json!(m));
     }
     insert_opt(&mut obj, "temperature", req.temperature);
     insert_opt(&mut obj, "top_p", req.top_p);

@@ -171,6 +171,20 @@ fn documented_lossy_points_openai_to_anthropic() {
     assert!(back.stream);
 }
 
+/// A cap keel sets (the client sent `max_completion_tokens: null`) goes out
+/// in the client's spelling, never as a null that lifts every limit.
+#[test]
+fn a_cap_set_by_keel_replaces_a_null_max_completion_tokens() {
+    let body = json!({"model": "o3-mini", "messages": [{"role": "user", "content": "hi"}],
+        "max_completion_tokens": null});
+    let mut req = openai::decode_request(body.to_string().as_bytes()).unwrap();
+    assert_eq!(req.max_tokens, None);
+    req.max_tokens = Some(64);
+    let wire: serde_json::Value = serde_json::from_slice(&openai::encode_request(&req)).unwrap();
+    assert_eq!(wire["max_completion_tokens"], json!(64));
+    assert!(wire.get("max_tokens").is_none(), "{wire}");
+}
+
 #[test]
 fn openai_to_openai_keeps_unknown_parameters_and_max_completion_tokens() {
     let body = json!({

@@ -204,3 +204,55 @@ async fn crossing_a_threshold_fires_the_webhook_once() {
     );
     assert!(metrics.value("keel_budget_refused_total", &[("scope", "key")]) >= 1.0);
 }
+
+/// Calls that were paid for count even when the request fails: answers
+/// that never validate spend the budget (else a key could spend without
+/// limit on a schema that can never be met), and embeddings are budgeted
+/// like chat.
+#[tokio::test]
+async fn failed_validation_and_embeddings_spend_the_budget_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = crate::write_file(
+        &dir,
+        "script.toml",
+        "[[rule]]\nreply = \"I cannot produce JSON today.\"\n",
+    );
+    let k = keyed(
+        SimConfig {
+            script: Some(script.into()),
+            ..SimConfig::default()
+        },
+        false,
+        &format!(
+            "{PRICED}\n[models.strict]\ntargets = [{{ provider = \"up\", model = \"sim-model\" }}]\n\
+             validate_output = true\nmax_reasks = 1"
+        ),
+    )
+    .await;
+    let (id, key) = k
+        .issue(json!({"budget": {"usd": 100, "period": "day"}}))
+        .await;
+    let mut body = openai_chat("strict", "give me JSON");
+    body["max_tokens"] = json!(32);
+    body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "r",
+        "schema": {"type": "object", "required": ["a"]}}});
+    assert_eq!(k.chat(&key, &body).await.status(), 422);
+    let spent = usage(&k, &id).await["budgets"][0]["spent_usd"]
+        .as_f64()
+        .unwrap();
+    assert!(spent > 0.0, "two billed calls, then 422: spent {spent}");
+
+    // Embeddings: refused by a budget that cannot cover them.
+    let (_, broke) = k
+        .issue(json!({"budget": {"usd": 0.000001, "period": "day"}}))
+        .await;
+    let resp = crate::post_json(
+        &k.keel.url(),
+        "/v1/embeddings",
+        &json!({"model": "sim", "input": "embed this sentence, please"}),
+        &[("authorization", &format!("Bearer {broke}"))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 402);
+}

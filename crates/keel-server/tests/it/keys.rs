@@ -149,8 +149,45 @@ async fn keys_are_issued_once_required_scoped_and_revoked() {
     );
     let before = k.sim.stats().requests;
 
-    // The key: as a bearer token (OpenAI SDK) or x-api-key (Anthropic SDK).
+    // /v1/models too: refused without a key, and only the key's models.
+    let resp = client().get(k.url("/v1/models")).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let listed = client()
+        .get(k.url("/v1/models"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<Value> = json_of(listed).await["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!("sim")]);
+    let other = client()
+        .get(k.url("/v1/models/other"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+
+    // The key: as a bearer token (OpenAI SDK) or x-api-key (Anthropic SDK),
+    // whichever header holds it.
     assert_eq!(k.chat(&key, &openai_chat("sim", "hi")).await.status(), 200);
+    let resp = post_json(
+        &k.keel.url(),
+        "/v1/chat/completions",
+        &openai_chat("sim", "hi"),
+        &[
+            ("authorization", "Bearer sk-placeholder"),
+            ("x-api-key", &key),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
     let resp = post_json(
         &k.keel.url(),
         "/v1/messages",
@@ -160,7 +197,8 @@ async fn keys_are_issued_once_required_scoped_and_revoked() {
     .await
     .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(k.sim.stats().requests, before + 2);
+    assert_eq!(k.sim.stats().requests, before + 3);
+    let before = before + 1;
 
     // Outside its models: 403 naming what it may call; nothing sent upstream.
     let resp = k.chat(&key, &openai_chat("other", "hi")).await;
@@ -291,6 +329,17 @@ async fn a_key_s_own_limits_are_enforced_before_any_upstream_call() {
     wants_more["max_tokens"] = json!(500);
     assert_eq!(k.chat(&free, &wants_more).await.status(), 400);
     assert_eq!(k.sim.stats().requests, calls);
+    // Asking for no particular length: the key's cap is what is sent.
+    let (_, short) = k.issue(json!({"max_output_tokens": 3})).await;
+    let resp = k
+        .chat(&short, &openai_chat("sim", "tell me a long story"))
+        .await;
+    let body = json_of(resp).await;
+    assert!(
+        body["usage"]["completion_tokens"].as_u64().unwrap() <= 3,
+        "{body}"
+    );
+    assert_eq!(body["choices"][0]["finish_reason"], "length");
 }
 
 #[tokio::test]
@@ -301,6 +350,7 @@ async fn bad_key_settings_and_a_missing_admin_token_are_refused() {
         json!({"budget": {"usd": -1, "period": "day"}}),
         json!({"budget": {"usd": 1, "period": "fortnight"}}),
         json!({"rate_limit": {"requests_per_minute": 0}}),
+        json!({"tags": ["a", "b", "a"]}),
         json!({"surprise": true}),
     ] {
         let resp = client()

@@ -24,6 +24,12 @@ fn config(upstream: &str, file: &str, mode: &str) -> String {
     )
 }
 
+async fn chat(base: &str, body: &Value) -> reqwest::Response {
+    post_json(base, "/v1/chat/completions", body, &[])
+        .await
+        .unwrap()
+}
+
 fn streamed(mut body: Value) -> Value {
     body["stream"] = json!(true);
     body
@@ -53,26 +59,12 @@ async fn recorded_answers_replay_without_an_upstream() {
     let questions = ["first question", "second question"];
     let mut recorded = Vec::new();
     for q in questions {
-        let resp = post_json(
-            &recorder.url(),
-            "/v1/chat/completions",
-            &openai_chat("m", q),
-            &[],
-        )
-        .await
-        .unwrap();
+        let resp = chat(&recorder.url(), &openai_chat("m", q)).await;
         assert_eq!(resp.status(), 200);
         recorded.push(json_of(resp).await["choices"][0]["message"]["content"].clone());
     }
     // Recording again replays what is already in the file.
-    let again = post_json(
-        &recorder.url(),
-        "/v1/chat/completions",
-        &openai_chat("m", questions[0]),
-        &[],
-    )
-    .await
-    .unwrap();
+    let again = chat(&recorder.url(), &openai_chat("m", questions[0])).await;
     assert_eq!(again.headers()["x-keel-cache"], "hit");
     assert_eq!(sim.stats().requests, 2);
     recorder.shutdown().await.unwrap();
@@ -82,40 +74,19 @@ async fn recorded_answers_replay_without_an_upstream() {
     server.shutdown().await.unwrap();
     let player = keel_testkit::keel(&config("http://127.0.0.1:9", file, "replay")).await;
     for (q, text) in questions.iter().zip(&recorded) {
-        let resp = post_json(
-            &player.url(),
-            "/v1/chat/completions",
-            &openai_chat("m", q),
-            &[],
-        )
-        .await
-        .unwrap();
+        let resp = chat(&player.url(), &openai_chat("m", q)).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(
             &json_of(resp).await["choices"][0]["message"]["content"],
             text
         );
         // Streamed: the same content, as a proper stream.
-        let resp = post_json(
-            &player.url(),
-            "/v1/chat/completions",
-            &streamed(openai_chat("m", q)),
-            &[],
-        )
-        .await
-        .unwrap();
+        let resp = chat(&player.url(), &streamed(openai_chat("m", q))).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(&json!(streamed_text(&resp.text().await.unwrap())), text);
     }
     // Never recorded: refused, in the client's own format.
-    let resp = post_json(
-        &player.url(),
-        "/v1/chat/completions",
-        &openai_chat("m", "new question"),
-        &[],
-    )
-    .await
-    .unwrap();
+    let resp = chat(&player.url(), &openai_chat("m", "new question")).await;
     assert_eq!(resp.status(), 404);
     assert_eq!(json_of(resp).await["error"]["code"], "replay_miss");
     let resp = post_json(
@@ -158,9 +129,7 @@ async fn answers_that_fail_validation_are_never_cached() {
     body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "r",
         "schema": {"type": "object", "required": ["a"]}}});
     for round in 1..=2 {
-        let resp = post_json(&keel.url(), "/v1/chat/completions", &body, &[])
-            .await
-            .unwrap();
+        let resp = chat(&keel.url(), &body).await;
         assert_eq!(resp.status(), 422, "round {round}");
         assert_eq!(sim.stats().requests, round, "each try goes upstream");
     }

@@ -152,7 +152,7 @@ async fn migrates_from_empty_and_reopens_as_a_no_op() {
     let store = db.open().await;
     assert_eq!(store.kind(), "postgres");
     let applied = migrations(&db.url).await;
-    assert_eq!(applied.iter().map(|m| m.0).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(applied.iter().map(|m| m.0).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(applied[0].1 > 1_700_000_000_000, "applied_at is Unix ms");
     store.insert(&[rec("kept", 1)]).await.unwrap();
 

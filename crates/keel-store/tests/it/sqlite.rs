@@ -63,7 +63,7 @@ async fn migrates_from_empty_and_reopens_as_a_no_op() {
     let (_dir, path, store) = store().await;
     assert_eq!(store.kind(), "sqlite");
     let applied = migrations(&path);
-    assert_eq!(applied.iter().map(|m| m.0).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(applied.iter().map(|m| m.0).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(applied[0].1 > 1_700_000_000_000, "applied_at is Unix ms");
     store.insert(&[rec("kept", 1)]).await.unwrap();
 
