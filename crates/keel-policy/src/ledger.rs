@@ -112,9 +112,27 @@ pub struct Settled {
 
 /// The in-process ledgers: one mutex over a map of scopes. The critical
 /// sections are a few map operations.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LocalLedger {
     scopes: Mutex<HashMap<String, Ledger>>,
+    /// Holds settled in the last [`SETTLED_MEMORY`]: settling one again
+    /// books nothing, as in Redis, where a settle may be retried.
+    settled: moka::sync::Cache<String, ()>,
+}
+
+/// How long a settled hold id is remembered.
+pub const SETTLED_MEMORY: Duration = Duration::from_secs(3600);
+
+impl Default for LocalLedger {
+    fn default() -> Self {
+        LocalLedger {
+            scopes: Mutex::default(),
+            settled: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(SETTLED_MEMORY)
+                .build(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -177,9 +195,15 @@ impl LocalLedger {
     }
 
     /// Releases `hold` (if still live) and books `actual` into each
-    /// scope's current bucket.
+    /// scope's current bucket — once: a hold settled before books nothing.
     pub fn settle(&self, hold: &str, actual: Micros, scopes: &[ScopeWindow]) -> Vec<Settled> {
         let mut all = self.lock();
+        let actual = if self.settled.contains_key(hold) {
+            0
+        } else {
+            self.settled.insert(hold.to_owned(), ());
+            actual
+        };
         scopes
             .iter()
             .map(|s| {

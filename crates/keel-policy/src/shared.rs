@@ -17,6 +17,7 @@
 //! | `P:gcra:NAME`   | string | theoretical arrival time (µs, Redis clock)     | when the limit has a full burst again |
 //! | `P:cache:HEX`   | string | a response's bytes; HEX: the 32-byte key       | with the entry (its ttl)           |
 //! | `P:breaker:NAME`| string | `1`: some replica's breaker for NAME is open   | when that breaker half-opens       |
+//! | `P:settled:HOLD`| string | `1`: this hold was settled (retries book nothing) | an hour                         |
 //!
 //! So ledgers nobody spends on, limits nobody uses and old cache entries
 //! vanish by themselves.
@@ -46,8 +47,8 @@
 //! (hard budget caps, which must fail closed).
 //!
 //! A call that timed out may still have run on the server. For a reserve
-//! that costs a hold until its ttl; a settle is not idempotent, so a
-//! caller that retries one may book the spend twice.
+//! that costs a hold until its ttl. A settle is idempotent per hold id (a
+//! `P:settled:HOLD` marker, kept an hour): a caller may retry one safely.
 
 use std::fmt;
 use std::fmt::Write as _;
@@ -216,7 +217,10 @@ impl Shared {
         scopes: &[ScopeWindow],
     ) -> Result<Vec<Settled>, SharedError> {
         let mut call = SCRIPTS.settle.prepare_invoke();
-        call.arg(hold).arg(actual.max(0));
+        call.key(self.key("settled", hold))
+            .arg(hold)
+            .arg(actual.max(0))
+            .arg(millis(SETTLED_MARKER));
         for s in scopes {
             self.scope_keys(&mut call, &s.scope);
             let oldest = s.window.iter().min().map_or("", String::as_str);
@@ -354,6 +358,10 @@ impl Shared {
     }
 }
 
+/// How long a settled hold is remembered: longer than any retry of its
+/// settle could come (the local ledger's memory, for the same semantics).
+const SETTLED_MARKER: Duration = crate::ledger::SETTLED_MEMORY;
+
 /// Whole milliseconds, rounded up; at most a century (what Redis expiries
 /// and the scripts' arithmetic hold with room to spare).
 fn millis(d: Duration) -> u64 {
@@ -481,15 +489,19 @@ end
 return {}
 "#;
 
-/// KEYS: per scope, its holds then its spend. ARGV: hold, actual (>= 0),
-/// then per scope: current bucket, keep_ms, the window's oldest bucket, the
-/// window's bucket count, its buckets. Returns {before, after} per scope.
+/// KEYS: the hold's settled marker, then per scope its holds and its
+/// spend. ARGV: hold, actual (>= 0), the marker's ttl_ms, then per scope:
+/// current bucket, keep_ms, the window's oldest bucket, the window's bucket
+/// count, its buckets. Returns {before, after} per scope. A hold settled
+/// before (a retried call whose first try ran) books nothing again.
 const LUA_SETTLE: &str = r#"
 local hold, actual = ARGV[1], ARGV[2]
-local pos = 3
+local first = redis.call('SET', KEYS[1], '1', 'NX', 'PX', tonumber(ARGV[3]))
+if not first then actual = 0 end
+local pos = 4
 local settled = {}
-for s = 1, #KEYS / 2 do
-  local holds, spend = KEYS[2 * s - 1], KEYS[2 * s]
+for s = 1, (#KEYS - 1) / 2 do
+  local holds, spend = KEYS[2 * s], KEYS[2 * s + 1]
   local current, keep_ms, oldest = ARGV[pos], tonumber(ARGV[pos + 1]), ARGV[pos + 2]
   local buckets
   buckets, pos = buckets_at(pos + 3)

@@ -139,8 +139,10 @@ async fn the_ledger_behaves_like_the_local_one() {
         Op::Usage(nov.clone()),
         Op::Settle("a", 300, vec![d1.clone(), nov.clone()]),
         Op::Usage(d1.clone()),
-        // A settle of a hold that is gone (or never was) still books.
+        // A hold settled before books nothing (a retried settle is safe);
+        // one that never was held still books.
         Op::Settle("a", 50, vec![d1.clone(), nov.clone()]),
+        Op::Settle("z", 50, vec![d1.clone(), nov.clone()]),
         Op::Settle("b", -7, vec![d2.clone(), nov.clone()]),
         // One over the key's cap, then exactly at it.
         Op::Reserve("d", 651, vec![d2.clone(), nov.clone()]),

@@ -1,8 +1,9 @@
 //! Binding the router to a listener, with graceful shutdown: when
 //! `shutdown` resolves, keel stops accepting, lets in-flight requests
 //! (streams included) finish, and gives up on them after
-//! `server.shutdown_grace`; then the request log and the trace exporter
-//! are flushed (within the same grace again).
+//! `server.shutdown_grace`; then budget settles still on their way to
+//! Redis, the request log and the trace exporter are flushed (each within
+//! the same grace again).
 
 use std::future::Future;
 
@@ -10,8 +11,8 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::routes;
 use crate::state::Gateway;
+use crate::{routes, spend};
 
 pub async fn serve(
     gw: Gateway,
@@ -50,7 +51,9 @@ pub async fn serve(
             Ok(())
         }
     };
-    // Every request has emitted its record by now: write them out.
+    // Every request has emitted its record by now: book the spend still
+    // on its way to Redis, then write the records out.
+    spend::drain(&gw, grace).await;
     gw.inner.sinks.shutdown(grace).await;
     result
 }

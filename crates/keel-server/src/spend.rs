@@ -32,6 +32,7 @@ use keel_policy::ledger::{LocalLedger, Micros, ScopeWindow, Settled, Short, micr
 use keel_policy::shared::Shared;
 use keel_protocol::chat::{ChatRequest, Part};
 use keel_store::VirtualKey;
+use tokio_util::task::TaskTracker;
 
 use crate::alerts;
 use crate::state::Gateway;
@@ -52,6 +53,8 @@ pub(crate) struct Ledgers {
     next_hold: AtomicU64,
     /// Tells this process's holds apart from other replicas' in Redis.
     process: String,
+    /// Settles on their way to Redis, waited for at shutdown.
+    settling: TaskTracker,
 }
 
 impl Ledgers {
@@ -62,6 +65,7 @@ impl Ledgers {
             when_down,
             next_hold: AtomicU64::new(0),
             process: uuid::Uuid::new_v4().simple().to_string(),
+            settling: TaskTracker::new(),
         }
     }
 }
@@ -214,12 +218,14 @@ pub(crate) fn settle(gw: &Gateway, hold: Option<Hold>, cost_usd: Option<f64>, un
         alert(&gw, &hold, &scopes, &settled);
         return;
     }
-    // Redis: off the request path, retried; a lost settle leaves its hold
-    // to expire and the spend unbooked, which the log says.
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+    // Redis: off the request path, retried (a settle is idempotent per
+    // hold); a lost one leaves its hold to expire and the spend unbooked,
+    // which the log says.
+    if tokio::runtime::Handle::try_current().is_err() {
         return;
-    };
-    runtime.spawn(async move {
+    }
+    let tracker = gw.inner.ledgers.settling.clone();
+    tracker.spawn(async move {
         let Some(shared) = &gw.inner.ledgers.shared else {
             return;
         };
@@ -237,6 +243,18 @@ pub(crate) fn settle(gw: &Gateway, hold: Option<Hold>, cost_usd: Option<f64>, un
             }
         }
     });
+}
+
+/// Waits (at most `grace`) for the settles still on their way to Redis.
+pub(crate) async fn drain(gw: &Gateway, grace: Duration) {
+    let settling = &gw.inner.ledgers.settling;
+    settling.close();
+    if tokio::time::timeout(grace, settling.wait()).await.is_err() {
+        tracing::warn!(
+            left = settling.len(),
+            "shutdown grace expired: budget settles not booked"
+        );
+    }
 }
 
 /// The spend and live holds of every budget covering `key`, now.
