@@ -59,16 +59,14 @@ impl ScopeWindow {
     pub fn at(scope: String, budget: &Budget, now: SystemTime) -> (ScopeWindow, SystemTime) {
         let now: DateTime<Utc> = now.into();
         let today = now.date_naive();
-        let day = |d: NaiveDate| format!("d{}", d.format("%Y%m%d"));
-        let midnight =
-            |d: NaiveDate| SystemTime::from(d.and_time(chrono::NaiveTime::MIN).and_utc());
+        let day = |d: NaiveDate| bucket(Period::Day, d);
         let tomorrow = today.succ_opt().unwrap_or(today);
         let (window, current, keep, resets) = match budget.period {
             Period::Day => (vec![day(today)], day(today), 2 * DAY, midnight(tomorrow)),
             Period::Month => {
                 let first = today.with_day(1).unwrap_or(today);
                 let next = first.checked_add_months(Months::new(1)).unwrap_or(first);
-                let month = format!("m{}", today.format("%Y%m"));
+                let month = bucket(Period::Month, today);
                 (vec![month.clone()], month, 32 * DAY, midnight(next))
             }
             Period::RollingDays(n) => {
@@ -90,6 +88,38 @@ impl ScopeWindow {
         };
         (window, resets)
     }
+
+    /// When `budget`'s window at `now` began: midnight (UTC) of its first day.
+    pub fn start(budget: &Budget, now: SystemTime) -> SystemTime {
+        let today = DateTime::<Utc>::from(now).date_naive();
+        let first = match budget.period {
+            Period::Day => today,
+            Period::Month => today.with_day(1).unwrap_or(today),
+            Period::RollingDays(n) => today
+                .checked_sub_days(chrono::Days::new(u64::from(n.max(1) - 1)))
+                .unwrap_or(today),
+        };
+        midnight(first)
+    }
+}
+
+/// The bucket a day's spend belongs to: its month's for monthly budgets,
+/// else its own.
+pub fn bucket(period: Period, date: NaiveDate) -> String {
+    match period {
+        Period::Month => format!("m{}", date.format("%Y%m")),
+        Period::Day | Period::RollingDays(_) => format!("d{}", date.format("%Y%m%d")),
+    }
+}
+
+/// The bucket of a UTC day given as days since the Unix epoch.
+pub fn bucket_of_day(period: Period, unix_day: i64) -> Option<String> {
+    let date = DateTime::from_timestamp(unix_day.checked_mul(86_400)?, 0)?.date_naive();
+    Some(bucket(period, date))
+}
+
+fn midnight(d: NaiveDate) -> SystemTime {
+    SystemTime::from(d.and_time(chrono::NaiveTime::MIN).and_utc())
 }
 
 /// Why a reservation was refused: the first budget (index into the scopes
@@ -220,6 +250,17 @@ impl LocalLedger {
                 }
             })
             .collect()
+    }
+
+    /// Spend booked before this process started (read back from the
+    /// request log), into `scope`'s buckets; replaces what they held. Done
+    /// once per scope, before its first reserve.
+    pub fn seed(&self, scope: &str, spend: &[(String, Micros)]) {
+        let mut all = self.lock();
+        let ledger = all.entry(scope.to_owned()).or_default();
+        for (bucket, amount) in spend {
+            ledger.buckets.insert(bucket.clone(), *amount);
+        }
     }
 
     /// The window's spend and live holds of one scope.

@@ -18,30 +18,36 @@
 //! has room left, and settle their real cost the same way.
 //!
 //! Ledgers live in process, or in Redis when `[redis]` is set, so that
-//! replicas share them. Redis unreachable: budgeted requests are refused
+//! replicas share them. An in-process ledger starts from what the request
+//! log says its keys spent in the current window (read once per budget,
+//! at its first use), so a restart does not reset a budget. Redis unreachable: budgeted requests are refused
 //! with 503 (`budgets_when_down = "closed"`, the default) or let through
 //! unbudgeted (`"open"`); either way `keel_redis_errors_total` counts it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use keel_config::{Budget, ModelConfig, WhenDown};
 use keel_core::Error;
-use keel_policy::ledger::{LocalLedger, Micros, ScopeWindow, Settled, Short, micros};
+use keel_policy::ledger::{self, LocalLedger, Micros, ScopeWindow, Settled, Short, micros};
 use keel_policy::shared::Shared;
 use keel_protocol::chat::{ChatRequest, Part};
-use keel_store::VirtualKey;
+use keel_store::{Store, StoreError, VirtualKey};
+use tokio::sync::OnceCell;
 use tokio_util::task::TaskTracker;
 
-use crate::alerts;
 use crate::state::Gateway;
+use crate::{alerts, auth};
 
 /// What a hold outlives its request's deadline by before it expires on
 /// its own (a process that died between reserve and settle).
 const HOLD_MARGIN: Duration = Duration::from_secs(60);
 /// A hold for calls without a deadline of their own (functions, workflows).
 const CALL_HOLD: Duration = Duration::from_secs(600);
+/// The longest reading a budget's earlier spend may take.
+const SEED_WAIT: Duration = Duration::from_secs(5);
 /// Settles to Redis are retried this many times.
 const SETTLE_ATTEMPTS: u32 = 3;
 
@@ -55,6 +61,9 @@ pub(crate) struct Ledgers {
     process: String,
     /// Settles on their way to Redis, waited for at shutdown.
     settling: TaskTracker,
+    /// In-process scopes whose earlier spend was read back from the
+    /// request log (once each, before their first reserve).
+    seeded: Mutex<HashMap<String, Arc<OnceCell<()>>>>,
 }
 
 impl Ledgers {
@@ -66,6 +75,7 @@ impl Ledgers {
             next_hold: AtomicU64::new(0),
             process: uuid::Uuid::new_v4().simple().to_string(),
             settling: TaskTracker::new(),
+            seeded: Mutex::default(),
         }
     }
 }
@@ -170,7 +180,10 @@ async fn reserve(
         ledgers.next_hold.fetch_add(1, Ordering::Relaxed)
     );
     let outcome = match &ledgers.shared {
-        None => ledgers.local.reserve(&id, amount, &scopes, ttl),
+        None => {
+            seed(gw, &named, now).await?;
+            ledgers.local.reserve(&id, amount, &scopes, ttl)
+        }
         Some(shared) => match shared.reserve(&id, amount, &scopes, ttl).await {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -245,6 +258,87 @@ pub(crate) fn settle(gw: &Gateway, hold: Option<Hold>, cost_usd: Option<f64>, un
     });
 }
 
+/// Reads back, once per scope, what its keys spent in the current window
+/// before this process started — so that in-process budgets survive a
+/// restart. Needs the request log; a store that cannot answer fails the
+/// request as an unreachable Redis would (`budgets_when_down`).
+async fn seed(
+    gw: &Gateway,
+    named: &[(ScopeWindow, SystemTime, Budget)],
+    now: SystemTime,
+) -> Result<(), Error> {
+    let Ok(store) = auth::store(gw) else {
+        return Ok(());
+    };
+    let ledgers = &gw.inner.ledgers;
+    for (window, _, budget) in named {
+        let cell = ledgers
+            .seeded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(window.scope.clone())
+            .or_default()
+            .clone();
+        let read = cell.get_or_try_init(|| async {
+            let since = ScopeWindow::start(budget, now);
+            let spend = tokio::time::timeout(SEED_WAIT, spent_since(store, &window.scope, since))
+                .await
+                .map_err(|_| "the request log did not answer in time".to_owned())?
+                .map_err(|e| e.to_string())?;
+            let mut buckets: Vec<(String, Micros)> = Vec::new();
+            for (day, usd) in spend {
+                let Some(bucket) = ledger::bucket_of_day(budget.period, day) else {
+                    continue;
+                };
+                match buckets.iter_mut().find(|(b, _)| *b == bucket) {
+                    Some((_, sum)) => *sum += micros(usd),
+                    None => buckets.push((bucket, micros(usd))),
+                }
+            }
+            ledgers.local.seed(&window.scope, &buckets);
+            Ok::<(), String>(())
+        });
+        if let Err(e) = read.await {
+            tracing::warn!(error = %e, scope = %window.scope, "cannot read a budget's earlier spend");
+            if ledgers.when_down == WhenDown::Closed {
+                return Err(Error::budget_unavailable(format!(
+                    "cannot read budget {}'s earlier spend from the request log; retry shortly",
+                    window.scope
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Per UTC day since `since`, what the keys a scope covers spent.
+async fn spent_since(
+    store: &Store,
+    scope: &str,
+    since: SystemTime,
+) -> Result<Vec<(i64, f64)>, StoreError> {
+    let ids: Vec<String> = match scope.split_once(':') {
+        Some(("key", id)) => vec![id.to_owned()],
+        Some(("team", team)) => store
+            .keys()
+            .await?
+            .into_iter()
+            .filter(|k| k.settings.team.as_deref() == Some(team))
+            .map(|k| k.id)
+            .collect(),
+        Some(("tag", tag)) => store
+            .keys()
+            .await?
+            .into_iter()
+            .filter(|k| k.settings.tags.iter().any(|t| t == tag))
+            .map(|k| k.id)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let since_ms = i64::try_from(unix_ms(since)).unwrap_or(i64::MAX);
+    store.spend_by_day(&ids, since_ms).await
+}
+
 /// Waits (at most `grace`) for the settles still on their way to Redis.
 pub(crate) async fn drain(gw: &Gateway, grace: Duration) {
     let settling = &gw.inner.ledgers.settling;
@@ -259,8 +353,13 @@ pub(crate) async fn drain(gw: &Gateway, grace: Duration) {
 
 /// The spend and live holds of every budget covering `key`, now.
 pub(crate) async fn usage(gw: &Gateway, key: &VirtualKey) -> Result<Vec<Usage>, Error> {
+    let now = SystemTime::now();
+    let named = windows(gw, key, now);
+    if gw.inner.ledgers.shared.is_none() {
+        seed(gw, &named, now).await?;
+    }
     let mut out = Vec::new();
-    for (window, resets, budget) in windows(gw, key, SystemTime::now()) {
+    for (window, resets, budget) in named {
         let (spent, reserved) = match &gw.inner.ledgers.shared {
             None => gw.inner.ledgers.local.usage(&window),
             Some(shared) => shared.usage(&window).await.map_err(|e| {

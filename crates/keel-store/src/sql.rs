@@ -608,6 +608,21 @@ pub(crate) fn insert_key(dialect: Dialect, key: &VirtualKey) -> Result<Query, Re
     Ok(q)
 }
 
+/// Spend per UTC day (days since the epoch) of the requests made with any
+/// of `key_ids` since `since_ms`.
+pub(crate) fn spend_by_day(dialect: Dialect, key_ids: &[String], since_ms: i64) -> Query {
+    let mut q = Query::new(dialect, "");
+    let ids: Vec<String> = key_ids.iter().map(|id| q.bind(Value::text(id))).collect();
+    let since = q.bind(Value::Int(since_ms));
+    q.sql = format!(
+        "SELECT time_ms / 86400000 AS day, sum(cost_usd) FROM requests \
+         WHERE key_id IN ({}) AND time_ms >= {since} AND cost_usd IS NOT NULL \
+         GROUP BY time_ms / 86400000",
+        ids.join(", ")
+    );
+    q
+}
+
 /// One key by id, or every key (oldest first).
 pub(crate) fn select_keys(dialect: Dialect, id: Option<&str>) -> Query {
     let mut q = Query::new(dialect, "");

@@ -218,6 +218,29 @@ impl Store {
         Ok(sql::decode_keys(rows)?.pop())
     }
 
+    /// What the requests made with any of `key_ids` since `since_ms` cost,
+    /// per UTC day (days since the Unix epoch, in dollars): what budgets
+    /// kept in a process's memory start from.
+    pub async fn spend_by_day(
+        &self,
+        key_ids: &[String],
+        since_ms: i64,
+    ) -> Result<Vec<(i64, f64)>, StoreError> {
+        if key_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .query(sql::spend_by_day(self.dialect(), key_ids, since_ms))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let mut c = Cells::new(row);
+                Some((c.int()?, c.real()?))
+            })
+            .collect())
+    }
+
     /// Every key, oldest first.
     pub async fn keys(&self) -> Result<Vec<VirtualKey>, StoreError> {
         let rows = self.query(sql::select_keys(self.dialect(), None)).await?;

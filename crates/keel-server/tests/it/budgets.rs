@@ -256,3 +256,89 @@ async fn failed_validation_and_embeddings_spend_the_budget_too() {
     .unwrap();
     assert_eq!(resp.status(), 402);
 }
+
+/// In-process budgets survive a restart: what the keys spent this window
+/// is read back from the request log.
+#[tokio::test]
+async fn a_restart_does_not_reset_a_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("keel.db");
+    let (server, _sim) = keel_testkit::sim(SimConfig::default()).await;
+    let config = format!(
+        r#"
+        [auth]
+        admin_token = {{ env = "ADMIN" }}
+        [log]
+        path = "{db}"
+        flush_every = "10ms"
+        {PRICED}
+        [budgets.teams.search]
+        usd = 1000
+        period = "month"
+        [providers.up]
+        kind = "openai"
+        base_url = "{url}/v1"
+        [models.sim]
+        targets = [{{ provider = "up", model = "sim-model" }}]
+        "#,
+        db = db.display(),
+        url = server.url(),
+    );
+    let env = [("ADMIN", crate::keys::ADMIN)];
+    let first = keel_testkit::keel_logged(&config, &env).await;
+    let issued = crate::json_of(
+        crate::client()
+            .post(format!("{}/admin/keys", first.url()))
+            .bearer_auth(crate::keys::ADMIN)
+            .json(&json!({"team": "search", "budget": {"usd": 1000, "period": "7d"}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let (id, key) = (
+        issued["id"].as_str().unwrap(),
+        issued["key"].as_str().unwrap(),
+    );
+    let auth = format!("Bearer {key}");
+    for _ in 0..3 {
+        let resp = crate::post_json(
+            &first.url(),
+            "/v1/chat/completions",
+            &openai_chat("sim", "hi"),
+            &[("authorization", &auth)],
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let usage = |base: String| {
+        let id = id.to_owned();
+        async move {
+            crate::json_of(
+                crate::client()
+                    .get(format!("{base}/admin/keys/{id}/usage"))
+                    .bearer_auth(crate::keys::ADMIN)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let before = usage(first.url()).await;
+    first.shutdown().await.unwrap();
+
+    let second = keel_testkit::keel_logged(&config, &env).await;
+    let after = usage(second.url()).await;
+    for i in 0..2 {
+        let (was, is) = (&before["budgets"][i], &after["budgets"][i]);
+        assert_eq!(was["scope"], is["scope"]);
+        let spent = was["spent_usd"].as_f64().unwrap();
+        assert!(spent > 0.0);
+        assert!(
+            (is["spent_usd"].as_f64().unwrap() - spent).abs() < 1e-5,
+            "{was} vs {is}"
+        );
+    }
+}

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use keel_store::{Feedback, Filter, KeySettings, Retention, StatusFilter, Store, VirtualKey};
+use keel_store::{
+    Feedback, Filter, KeySettings, RequestRecord, Retention, StatusFilter, Store, VirtualKey,
+};
 
 use crate::{ids, rec, rich};
 
@@ -391,4 +393,31 @@ pub async fn keys(store: &Store) {
         store.key(&first.id).await.unwrap().unwrap().revoked_ms,
         revoked.revoked_ms
     );
+}
+
+/// Spend per day for a set of keys: what in-process budgets start from.
+pub async fn spend_by_day(store: &Store) {
+    const DAY: i64 = 86_400_000;
+    let spent = |id: &str, key: Option<&str>, time_ms: i64, cost: Option<f64>| RequestRecord {
+        key_id: key.map(str::to_owned),
+        cost_usd: cost,
+        ..rec(id, time_ms)
+    };
+    store
+        .insert(&[
+            spent("a", Some("k1"), 10 * DAY + 5, Some(1.5)),
+            spent("b", Some("k2"), 10 * DAY + 6, Some(0.25)),
+            spent("c", Some("k1"), 11 * DAY, Some(2.0)),
+            spent("d", Some("k1"), 11 * DAY + 1, None),
+            spent("e", Some("k3"), 11 * DAY, Some(100.0)),
+            spent("f", None, 11 * DAY, Some(100.0)),
+            spent("g", Some("k1"), 9 * DAY, Some(7.0)),
+        ])
+        .await
+        .unwrap();
+    let keys = ["k1".to_owned(), "k2".to_owned()];
+    let mut days = store.spend_by_day(&keys, 10 * DAY).await.unwrap();
+    days.sort_by_key(|d| d.0);
+    assert_eq!(days, [(10, 1.75), (11, 2.0)]);
+    assert!(store.spend_by_day(&[], 0).await.unwrap().is_empty());
 }

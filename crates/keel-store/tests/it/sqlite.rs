@@ -43,6 +43,7 @@ checks! {
     prune => api::prune;
     nul_bytes => api::nul_bytes;
     keys => api::keys;
+    spend_by_day => api::spend_by_day;
     stats => stats::grouped;
 }
 
