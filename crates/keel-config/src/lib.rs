@@ -43,6 +43,99 @@ pub struct Config {
     pub budgets: BudgetsConfig,
     /// `[redis]`: rate limits, budget ledgers and the cache shared by replicas.
     pub redis: Option<RedisConfig>,
+    /// `[guardrails.NAME]`: named sets of input and output checks that
+    /// models and functions refer to.
+    pub guardrails: BTreeMap<String, Guardrails>,
+}
+
+/// A named set of checks: on the input before any call, on the output
+/// before it reaches the client. Each check runs in order with its action.
+#[derive(Debug, Clone, Default)]
+pub struct Guardrails {
+    pub name: String,
+    pub input: Vec<GuardCheck>,
+    pub output: Vec<GuardCheck>,
+    /// Streams: characters of output held back (not yet sent) so that an
+    /// output check can still act on them.
+    pub hold_back: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuardCheck {
+    pub check: CheckKind,
+    pub action: GuardAction,
+}
+
+/// What a check looks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    /// Personal data; `entities` narrows it (`EMAIL`, `PHONE`, `CARD`, `IBAN`, `US_SSN`, `IP`).
+    Pii { entities: Vec<String> },
+    /// Credentials: provider keys, cloud and VCS tokens, JWTs, private keys, high-entropy tokens.
+    Secrets,
+    /// Prompt injection and jailbreaks, scored against `threshold`.
+    Injection { threshold: f64 },
+    /// The output repeats the system prompt (word overlap of at least `min_overlap`).
+    SystemPromptLeak { min_overlap: f64 },
+    /// The model refused.
+    Refusal,
+    /// Terms (exact and near misses within `max_distance` edits) and regexes.
+    DeniedTerms {
+        terms: Vec<String>,
+        patterns: Vec<String>,
+        max_distance: usize,
+    },
+    /// More than `max_chars` characters.
+    MaxLength { max_chars: usize },
+    /// A custom regex, named.
+    Regex { name: String, pattern: String },
+    /// An external check: the text is POSTed to `url`, which answers
+    /// `{"allow": bool, "reason": "…"}` within `timeout`; `fail_open`
+    /// decides what an unanswered call means.
+    Webhook {
+        url: String,
+        timeout: Duration,
+        fail_open: bool,
+    },
+    /// Forbidden states of a JSON output, as CEL expressions over `output`
+    /// (the structured-output rules' syntax).
+    ForbiddenJson { rules: Vec<Rule> },
+}
+
+/// What happens when a check fires.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GuardAction {
+    /// Refuse with a typed error naming the check (no upstream call for input).
+    Block,
+    /// Replace the found spans with typed placeholders; `restore` puts the
+    /// originals back into the output.
+    Redact { restore: bool },
+    /// Let it through; record the verdict.
+    Flag,
+    /// Output only: ask the same target again, with why.
+    Reask,
+    /// Output only: try the next target in the chain.
+    Fallback,
+    /// Input only: send the request to another (stricter) model alias.
+    Route { model: String },
+}
+
+impl CheckKind {
+    /// The name configs and verdicts use.
+    pub fn name(&self) -> &str {
+        match self {
+            CheckKind::Pii { .. } => "pii",
+            CheckKind::Secrets => "secrets",
+            CheckKind::Injection { .. } => "injection",
+            CheckKind::SystemPromptLeak { .. } => "system_prompt_leak",
+            CheckKind::Refusal => "refusal",
+            CheckKind::DeniedTerms { .. } => "denied_terms",
+            CheckKind::MaxLength { .. } => "max_length",
+            CheckKind::Regex { name, .. } => name,
+            CheckKind::Webhook { .. } => "webhook",
+            CheckKind::ForbiddenJson { .. } => "forbidden_json",
+        }
+    }
 }
 
 /// `[cache] file = "answers.jsonl"`, `mode = "record" | "replay"`: answers
@@ -315,6 +408,8 @@ pub struct FunctionConfig {
     pub forbidden: Vec<Rule>,
     /// Overrides `log.capture` for calls to this function.
     pub capture: Option<Capture>,
+    /// The `[guardrails.NAME]` set its calls pass (else its model's).
+    pub guardrails: Option<String>,
 }
 
 /// A prompt template: where it came from and its text.
@@ -361,6 +456,16 @@ pub struct ServerConfig {
     /// Admission: requests in flight at once across the gateway, and the
     /// bounded queue beyond them; past that requests are shed with 503.
     pub admission: Admission,
+    /// `[server.tls]`: serve HTTPS (rustls) with this certificate chain and
+    /// key (PEM files); plain HTTP when unset.
+    pub tls: Option<Tls>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// A limit on requests in flight with a bounded wait queue.
@@ -563,6 +668,8 @@ pub struct ModelConfig {
     pub cache_ttl: Option<Duration>,
     /// keel's own limits for this model, whoever calls it.
     pub rate_limit: Option<RateLimit>,
+    /// The `[guardrails.NAME]` set its requests pass.
+    pub guardrails: Option<String>,
 }
 
 /// Requests and tokens per minute (GCRA: smooth, with a burst of a minute's

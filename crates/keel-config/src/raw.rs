@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::{
     Admission, Balance, Budget, Capture, CassetteMode, FaultRule, Params, Price, RateLimit,
-    Resilience, Rule, Step, Structured, Trigger, WhenDown,
+    Resilience, Rule, Step, Structured, Tls, Trigger, WhenDown,
 };
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +38,58 @@ pub(crate) struct RawConfig {
     pub budgets: RawBudgets,
     #[serde(default)]
     pub redis: Option<RawRedis>,
+    #[serde(default)]
+    pub guardrails: BTreeMap<String, RawGuardrails>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGuardrails {
+    #[serde(default)]
+    pub input: Vec<RawGuardCheck>,
+    #[serde(default)]
+    pub output: Vec<RawGuardCheck>,
+    #[serde(default)]
+    pub hold_back: Option<usize>,
+}
+
+/// One check, flat: `check` and `action`, and the fields its kind takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGuardCheck {
+    pub check: String,
+    pub action: String,
+    #[serde(default)]
+    pub restore: Option<bool>,
+    /// `action = "route"`: the model alias to send the request to.
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub entities: Option<Vec<String>>,
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    #[serde(default)]
+    pub min_overlap: Option<f64>,
+    #[serde(default)]
+    pub terms: Option<Vec<String>>,
+    #[serde(default)]
+    pub patterns: Option<Vec<String>>,
+    #[serde(default)]
+    pub max_distance: Option<usize>,
+    #[serde(default)]
+    pub max_chars: Option<usize>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub pattern: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub fail_open: Option<bool>,
+    #[serde(default)]
+    pub rules: Option<Vec<Rule>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,6 +274,8 @@ pub(crate) struct RawFunction {
     pub forbidden: Vec<Rule>,
     #[serde(default)]
     pub capture: Option<Capture>,
+    #[serde(default)]
+    pub guardrails: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,6 +296,8 @@ pub(crate) struct RawServer {
     pub shutdown_grace: Duration,
     #[serde(default = "default_admission")]
     pub admission: Admission,
+    #[serde(default)]
+    pub tls: Option<Tls>,
 }
 
 /// Room for a busy gateway on one machine; past it, shed rather than queue
@@ -261,6 +317,7 @@ impl Default for RawServer {
             max_body_bytes: default_max_body(),
             shutdown_grace: default_grace(),
             admission: default_admission(),
+            tls: None,
         }
     }
 }
@@ -369,6 +426,8 @@ pub(crate) struct RawModel {
     pub cache_ttl: Option<Duration>,
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    #[serde(default)]
+    pub guardrails: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

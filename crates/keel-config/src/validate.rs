@@ -2,6 +2,7 @@
 //! about, so one run of `keel config check` shows every problem at once.
 
 mod cost;
+mod guard;
 mod observability;
 
 use std::collections::BTreeMap;
@@ -93,7 +94,21 @@ pub(crate) fn validate(
         max_body_bytes: usize::try_from(raw.server.max_body_bytes).unwrap_or(usize::MAX),
         shutdown_grace: raw.server.shutdown_grace,
         admission: raw.server.admission,
+        tls: raw.server.tls.map(|t| crate::Tls {
+            cert: relative_to(base_dir, t.cert),
+            key: relative_to(base_dir, t.key),
+        }),
     };
+    if let Some(t) = &server.tls {
+        for (path, what) in [(&t.cert, "cert"), (&t.key, "key")] {
+            if !path.is_file() {
+                issues.push(Issue::error(
+                    format!("server.tls.{what}"),
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+        }
+    }
     if server.admission.max_in_flight == 0 {
         issues.push(Issue::error(
             "server.admission.max_in_flight",
@@ -152,6 +167,31 @@ pub(crate) fn validate(
     let budgets = cost::budgets_config(raw.budgets, &mut issues);
     let redis = cost::redis_config(raw.redis, env, &mut issues);
     let cassette = cost::cassette(&raw.cache, base_dir, &mut issues);
+    let guardrails = guard::guardrails(raw.guardrails, &models, &mut issues);
+    let named = |set: &Option<String>, at: String, issues: &mut Vec<Issue>| {
+        if let Some(name) = set
+            && !guardrails.contains_key(name)
+        {
+            issues.push(Issue::error(
+                at,
+                format!("`{name}` is not a [guardrails.…] set"),
+            ));
+        }
+    };
+    for (name, m) in &models {
+        named(
+            &m.guardrails,
+            format!("models.{name}.guardrails"),
+            &mut issues,
+        );
+    }
+    for (name, f) in &functions {
+        named(
+            &f.guardrails,
+            format!("functions.{name}.guardrails"),
+            &mut issues,
+        );
+    }
     for (model, price) in &raw.pricing {
         let rates = [
             ("input", Some(price.input)),
@@ -192,9 +232,19 @@ pub(crate) fn validate(
             auth,
             budgets,
             redis,
+            guardrails,
         },
         issues,
     ))
+}
+
+/// A path from the config, relative to the config file's directory.
+fn relative_to(base_dir: &Path, path: std::path::PathBuf) -> std::path::PathBuf {
+    if path.is_relative() {
+        base_dir.join(path)
+    } else {
+        path
+    }
 }
 
 fn provider_config(
@@ -404,6 +454,7 @@ fn model_config(
         on_oversize: raw.on_oversize,
         cache_ttl: raw.cache_ttl,
         rate_limit: raw.rate_limit,
+        guardrails: raw.guardrails,
     };
     if let Some(r) = &config.rate_limit {
         for (value, what) in [
@@ -585,6 +636,7 @@ fn function_config(
         invariants: raw.invariants,
         forbidden: raw.forbidden,
         capture: raw.capture,
+        guardrails: raw.guardrails,
     })
 }
 
@@ -1098,5 +1150,92 @@ mod tests {
         );
         let err = parse("[budgets.tags.x]\nusd = 1\nperiod = \"fortnight\"\n", &[]).unwrap_err();
         assert!(err.to_string().contains("not a period"), "{err}");
+    }
+
+    #[test]
+    fn guardrails_are_read_and_each_action_fits_its_check_and_side() {
+        let base = r#"
+            [providers.s]
+            kind = "sim"
+            [models.safe]
+            targets = [{ provider = "s", model = "x" }]
+            [models.m]
+            targets = [{ provider = "s", model = "x" }]
+            guardrails = "g"
+        "#;
+        let (c, _) = parse(
+            &format!(
+                r#"{base}
+                [guardrails.g]
+                hold_back = 80
+                input = [
+                  {{ check = "pii", action = "redact", restore = true, entities = ["EMAIL"] }},
+                  {{ check = "injection", action = "route", model = "safe", threshold = 0.7 }},
+                  {{ check = "webhook", url = "http://127.0.0.1:9/check", action = "block", fail_open = true }},
+                ]
+                output = [
+                  {{ check = "refusal", action = "reask" }},
+                  {{ check = "denied_terms", terms = ["bomb"], action = "block" }},
+                  {{ check = "forbidden_json", rules = [{{ name = "no_admin", expr = "output.role == 'admin'" }}], action = "fallback" }},
+                ]
+                "#
+            ),
+            &[],
+        )
+        .unwrap();
+        let g = &c.guardrails["g"];
+        assert_eq!((g.input.len(), g.output.len(), g.hold_back), (3, 3, 80));
+        assert_eq!(
+            g.input[0].action,
+            crate::GuardAction::Redact { restore: true }
+        );
+        assert_eq!(
+            g.input[1].check,
+            crate::CheckKind::Injection { threshold: 0.7 }
+        );
+        assert_eq!(c.models["m"].guardrails.as_deref(), Some("g"));
+
+        let err = parse(
+            &format!(
+                r#"{base}
+                [guardrails.g]
+                input = [
+                  {{ check = "refusal", action = "block" }},
+                  {{ check = "pii", action = "reask" }},
+                  {{ check = "injection", action = "redact" }},
+                  {{ check = "telepathy", action = "block" }},
+                  {{ check = "pii", action = "explode" }},
+                  {{ check = "injection", action = "route", model = "nowhere" }},
+                  {{ check = "pii", action = "block", entities = ["SHOE_SIZE"] }},
+                ]
+                output = [
+                  {{ check = "pii", action = "route", model = "safe" }},
+                  {{ check = "regex", pattern = "(", action = "flag" }},
+                  {{ check = "max_length", action = "block" }},
+                ]
+                [models.n]
+                targets = [{{ provider = "s", model = "x" }}]
+                guardrails = "missing"
+                "#
+            ),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            error_locations(&err),
+            [
+                "guardrails.g.input[0].check",
+                "guardrails.g.input[1].action",
+                "guardrails.g.input[2].action",
+                "guardrails.g.input[3].check",
+                "guardrails.g.input[4].action",
+                "guardrails.g.input[5].model",
+                "guardrails.g.input[6].entities",
+                "guardrails.g.output[0].action",
+                "guardrails.g.output[1].pattern",
+                "guardrails.g.output[2].max_chars",
+                "models.n.guardrails"
+            ]
+        );
     }
 }

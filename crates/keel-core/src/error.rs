@@ -39,6 +39,10 @@ pub enum ErrorKind {
     BudgetUnavailable,
     /// Replay mode, and the request is not in the record/replay file. 404.
     ReplayMiss,
+    /// An input guardrail refused the request. 400.
+    InputBlocked,
+    /// An output guardrail refused the answer. 422.
+    OutputBlocked,
     /// The upstream (or keel) asked the client to slow down. 429.
     RateLimited,
     /// No target can serve the request right now. 503.
@@ -165,6 +169,24 @@ impl Error {
 
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Forbidden, Source::Client, false, message.into())
+    }
+
+    pub fn input_blocked(message: impl Into<String>) -> Self {
+        Self::new(
+            ErrorKind::InputBlocked,
+            Source::Client,
+            false,
+            message.into(),
+        )
+    }
+
+    pub fn output_blocked(message: impl Into<String>) -> Self {
+        Self::new(
+            ErrorKind::OutputBlocked,
+            Source::Upstream,
+            false,
+            message.into(),
+        )
     }
 
     pub fn replay_miss(message: impl Into<String>) -> Self {

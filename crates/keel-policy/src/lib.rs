@@ -4,6 +4,9 @@
 //! - [`extract`]: find the JSON in a model's reply (code fences, prose
 //!   around it, several candidates) and repair it conservatively (trailing
 //!   commas, single quotes, unclosed brackets), saying what was repaired;
+//! - [`guard`]: guardrail detectors over text (PII, secrets, prompt
+//!   injection, system-prompt leaks, refusals, denied terms, length) and
+//!   reversible redaction with typed placeholders;
 //! - [`schema`]: JSON Schema validation with every error's instance path;
 //! - [`rules`]: invariants and forbidden states, as CEL expressions (or
 //!   regexes) over the output and the input;
@@ -23,6 +26,7 @@
 pub mod cache;
 pub mod cassette;
 pub mod extract;
+pub mod guard;
 pub mod ledger;
 pub mod pricing;
 pub mod rate;

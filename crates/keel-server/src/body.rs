@@ -7,6 +7,10 @@
 //! answering while the client is still sending makes many clients see a
 //! connection reset instead of the 413. The drain is bounded in bytes and
 //! time, so a client cannot make keel read forever.
+//!
+//! Every body keel reads is JSON: one nested deeper than [`MAX_JSON_DEPTH`]
+//! is refused (400) before any parser recurses into it. (Headers are
+//! bounded by hyper: at most 100, in at most ~400 KB, else 431.)
 
 use std::time::Duration;
 
@@ -16,6 +20,10 @@ use axum::http::header::CONTENT_LENGTH;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use keel_core::Error;
+
+/// Deeper than any real request (a tool schema nests a dozen levels), and
+/// well inside what a recursive parser handles safely.
+pub(crate) const MAX_JSON_DEPTH: usize = 64;
 
 /// How much of an oversized body keel reads (and discards) before answering.
 const DRAIN_BYTES: usize = 16 * 1024 * 1024;
@@ -46,7 +54,41 @@ pub(crate) async fn read(
         }
         buf.extend_from_slice(&data);
     }
+    let depth = json_depth(&buf);
+    if depth > MAX_JSON_DEPTH {
+        return Err(Error::invalid_request(format!(
+            "the JSON body nests {depth} levels deep, more than keel's limit of {MAX_JSON_DEPTH}"
+        )));
+    }
     Ok(buf.freeze())
+}
+
+/// The deepest nesting of arrays and objects in JSON text (strings, with
+/// their escapes, skipped). Not a validator: malformed text gets a number
+/// too, and the parser refuses it afterwards.
+fn json_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 async fn drain(mut body: Body) {
@@ -60,4 +102,18 @@ async fn drain(mut body: Body) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_depth;
+
+    #[test]
+    fn depth_counts_nesting_outside_strings() {
+        assert_eq!(json_depth(br#"{"a": [1, {"b": 2}]}"#), 3);
+        assert_eq!(json_depth(br#"{"a": "[[[{{{", "b": "\"[["}"#), 1);
+        assert_eq!(json_depth(b"[[[[]]]]"), 4);
+        assert_eq!(json_depth(b"42"), 0);
+        assert_eq!(json_depth("[".repeat(10_000).as_bytes()), 10_000);
+    }
 }

@@ -17,7 +17,7 @@ use keel_protocol::{WireError, openai};
 /// model name), so the client sees 502, not a claim that *its* key is wrong.
 pub(crate) fn status(err: &Error) -> StatusCode {
     let code = match err.kind {
-        ErrorKind::InvalidRequest => 400,
+        ErrorKind::InvalidRequest | ErrorKind::InputBlocked => 400,
         ErrorKind::ModelNotFound | ErrorKind::NotFound | ErrorKind::ReplayMiss => 404,
         ErrorKind::MethodNotAllowed => 405,
         ErrorKind::PayloadTooLarge => 413,
@@ -33,7 +33,7 @@ pub(crate) fn status(err: &Error) -> StatusCode {
         | ErrorKind::UpstreamConnection
         | ErrorKind::UpstreamProtocol
         | ErrorKind::UpstreamStreamError => 502,
-        ErrorKind::OutputInvalid => 422,
+        ErrorKind::OutputInvalid | ErrorKind::OutputBlocked => 422,
         ErrorKind::Internal => 500,
     };
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -54,6 +54,7 @@ pub(crate) fn code(err: &Error) -> &'static str {
         ErrorKind::BudgetExceeded => "budget_exceeded",
         ErrorKind::BudgetUnavailable => "budget_unavailable",
         ErrorKind::ReplayMiss => "replay_miss",
+        ErrorKind::InputBlocked | ErrorKind::OutputBlocked => "guardrail_blocked",
         ErrorKind::Unavailable => "no_available_target",
         ErrorKind::Overloaded => "overloaded",
         ErrorKind::Timeout => "upstream_timeout",

@@ -23,12 +23,12 @@ use keel_protocol::chat::{ChatRequest, Message, Protocol, ResponseFormat, Role, 
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::body;
 use crate::front::Front;
 use crate::pipeline::{admit, admit_call, cost_header, deadline, json_holding, set_headers};
 use crate::record::{Record, Trail};
 use crate::state::Gateway;
 use crate::validate::{self, Rejected};
+use crate::{body, guard};
 
 /// A function compiled at config load: templates, validators and rules.
 pub(crate) struct Function {
@@ -148,16 +148,40 @@ pub async fn call(
             .validate(&input)
             .map_err(FunctionError::InputInvalid)?;
     }
-    let Some(model) = gw.config().models.get(&function.config.model) else {
+    let Some(mut model) = gw.config().models.get(&function.config.model) else {
         return Err(FunctionError::Call(Error::model_not_found(
             &function.config.model,
         )));
     };
-    let first = render(function, &input).map_err(FunctionError::Call)?;
+    let mut first = render(function, &input).map_err(FunctionError::Call)?;
+    // The function's guardrails, else its model's: input checks on the
+    // rendered prompt, output checks inside the validation loop.
+    let guards = function
+        .config
+        .guardrails
+        .as_ref()
+        .or(model.guardrails.as_ref())
+        .and_then(|name| gw.inner.guards.get(name))
+        .cloned();
+    if let Some(set) = &guards {
+        let admitted = guard::input(gw, set, &mut first, &mut trail.verdicts)
+            .await
+            .map_err(FunctionError::Call)?;
+        if let Some(stricter) = admitted
+            .route
+            .and_then(|alias| gw.config().models.get(&alias))
+        {
+            model = stricter;
+        }
+    }
     let deadline = deadline(headers, model);
     let before = trail.attempts.len();
-    let check = |raw: &str| check(function, raw, &input);
-    match validate::run(
+    let guarded = guard::LoopGuard::new(guards.as_deref(), &first);
+    let check = |raw: &str| {
+        let (value, repairs) = check(function, raw, &input)?;
+        guarded.check(value, repairs)
+    };
+    let result = validate::run(
         gw,
         model,
         &first,
@@ -167,8 +191,11 @@ pub async fn call(
         trail,
         &check,
     )
-    .await
-    {
+    .await;
+    guarded
+        .finish(&mut trail.verdicts)
+        .map_err(FunctionError::Call)?;
+    match result {
         Ok(accepted) => Ok(FunctionOutput {
             meta: Meta {
                 cost_usd: gw.inner.pricing.cost(

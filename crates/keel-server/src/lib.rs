@@ -20,6 +20,7 @@ mod error;
 mod feedback;
 mod front;
 mod functions;
+mod guard;
 mod health;
 mod held;
 mod metrics;
@@ -35,6 +36,7 @@ mod stack;
 mod stale;
 mod state;
 mod stream;
+mod tls;
 mod validate;
 mod workflows;
 

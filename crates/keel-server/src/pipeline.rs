@@ -42,6 +42,7 @@ use tokio::time::Instant;
 use crate::attempt::{self, Answer, Served};
 use crate::cache::{self, Caching};
 use crate::front::Front;
+use crate::guard::{self, GuardSet};
 use crate::held::{self, Held};
 use crate::record::{Record, Trail};
 use crate::stale::StaleAnswers;
@@ -75,10 +76,32 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
     };
     rec.capture(model.capture);
     let key = rec.key.clone();
-    let (model, counted) = match admit_chat(&gw, model, key.as_deref(), &mut req, &mut rec).await {
-        Ok(m) => m,
-        Err(e) => return failed(front, rec, &e),
-    };
+    let (mut model, counted) =
+        match admit_chat(&gw, model, key.as_deref(), &mut req, &mut rec).await {
+            Ok(m) => m,
+            Err(e) => return failed(front, rec, &e),
+        };
+    // 4. guard input
+    let guards = model
+        .guardrails
+        .as_ref()
+        .and_then(|name| gw.inner.guards.get(name))
+        .cloned();
+    let mut restore_map = Vec::new();
+    if let Some(set) = &guards {
+        match guard::input(&gw, set, &mut req, &mut rec.trail.verdicts).await {
+            Ok(admitted) => {
+                restore_map = admitted.restore;
+                if let Some(alias) = admitted.route
+                    && let Some(stricter) = gw.config().models.get(&alias)
+                {
+                    model = stricter;
+                }
+            }
+            Err(e) => return failed(front, rec, &e),
+        }
+        rec.phase("guard");
+    }
     let deadline = deadline(&headers, model);
     // 5. cache
     let caching = Caching::of(&gw, &headers, model, &req);
@@ -91,8 +114,9 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
     };
     if hit.is_none() {
         let within = deadline.saturating_duration_since(Instant::now());
-        let validated = model.validate_output
-            && matches!(req.response_format, Some(ResponseFormat::JsonSchema { .. }));
+        let validated = (model.validate_output
+            && matches!(req.response_format, Some(ResponseFormat::JsonSchema { .. })))
+            || guards.as_ref().is_some_and(|g| g.loops());
         // Validation may re-ask every link of the chain.
         let calls = if validated {
             (model.max_reasks + 1)
@@ -120,10 +144,23 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
                 held: Vec::new(),
             })
         }
-        // 8. validate output, when the route opted in.
-        (None, Some(ResponseFormat::JsonSchema { schema, .. })) if model.validate_output => {
-            rec.trail.subject = "response_format".to_owned();
-            validated(&gw, model, &req, &ctx, deadline, schema, &mut rec.trail).await
+        // 8. validate output, when the route opted in or an output
+        // guardrail may re-ask or fall back.
+        (None, format)
+            if validates(model, format).is_some() || guards.as_ref().is_some_and(|g| g.loops()) =>
+        {
+            let schema = validates(model, format);
+            rec.trail.subject = if schema.is_some() {
+                "response_format"
+            } else {
+                "guardrails"
+            }
+            .to_owned();
+            let checks = Checks {
+                schema,
+                guards: guards.as_deref(),
+            };
+            validated(&gw, model, &req, &ctx, deadline, checks, &mut rec.trail).await
         }
         (None, _) => {
             attempt::run(&gw, model, &req, &ctx, deadline, 0, &mut rec.trail.attempts).await
@@ -174,6 +211,32 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
     let events: keel_core::EventStream = match served.answer {
         Answer::Full(mut resp) => {
             fill_usage(&mut resp, input_estimate);
+            // Output guardrails on a whole answer (the validation loop ran
+            // the synchronous ones already, and redacted).
+            if let Some(set) = &guards
+                && degraded.is_none()
+            {
+                let system = req.system.join("\n");
+                let only_async = set.loops() && hit.is_none();
+                let checked = guard::output_whole(
+                    &gw,
+                    set,
+                    &resp.text,
+                    &system,
+                    only_async,
+                    &mut rec.trail.verdicts,
+                )
+                .await;
+                match checked {
+                    Ok(text) => resp.text = text,
+                    Err(e) => {
+                        let mut response = failed(front, rec, &e);
+                        set_headers(&mut response, &[("x-keel-attempts", count.to_string())]);
+                        return response;
+                    }
+                }
+                names.extend(guard::header(&rec.trail.verdicts));
+            }
             if model_keeps_stale(model) && degraded.is_none() {
                 gw.inner
                     .stale
@@ -187,6 +250,10 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
             {
                 cache::store(&gw, c, resp.clone());
             }
+            // Placeholders back to what the input redaction took out — only
+            // now: what is cached or kept for staleness is the redacted answer
+            // (another user's redacted request may match it).
+            resp.text = guard::restored(&resp.text, &restore_map);
             if !req.stream {
                 rec.usage = resp.usage;
                 names.extend(cost_header(&rec));
@@ -204,16 +271,32 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
             Box::pin(futures::stream::iter(resp.to_events().into_iter().map(Ok)))
         }
         Answer::Stream(first, rest) => {
-            if let Some(c) = caching
-                && degraded.is_none()
-            {
-                fill = Some(stream::CacheFill {
-                    gw: gw.clone(),
-                    caching: c,
-                    answer: Assembler::default(),
-                });
+            let events: keel_core::EventStream =
+                Box::pin(futures::stream::once(async move { Ok(first) }).chain(rest));
+            let guarded = guards
+                .clone()
+                .filter(|g| !g.output.is_empty() || !restore_map.is_empty());
+            match guarded {
+                // A guarded stream is not cached: what it sends is what the
+                // checks let through, decided as it goes.
+                Some(set) => {
+                    names.extend(guard::header(&rec.trail.verdicts));
+                    let verdicts = rec.late_verdicts();
+                    guard::stream(set, events, req.system.join("\n"), restore_map, verdicts)
+                }
+                None => {
+                    if let Some(c) = caching
+                        && degraded.is_none()
+                    {
+                        fill = Some(stream::CacheFill {
+                            gw: gw.clone(),
+                            caching: c,
+                            answer: Assembler::default(),
+                        });
+                    }
+                    events
+                }
             }
-            Box::pin(futures::stream::once(async move { Ok(first) }).chain(rest))
         }
     };
     let mut response = stream::respond(
@@ -322,36 +405,69 @@ pub(crate) async fn embeddings(gw: Gateway, headers: HeaderMap, body: Body) -> R
 /// A chat answer held to the client's `response_format.json_schema`: asked
 /// whole, validated (repairs allowed), re-asked and fallen back like a
 /// function's output; the client gets the validated JSON, or a 422.
+/// The schema a chat answer is validated against: the request's
+/// `response_format` json_schema, when the route opted in.
+fn validates<'a>(
+    model: &ModelConfig,
+    format: &'a Option<ResponseFormat>,
+) -> Option<&'a serde_json::Value> {
+    match format {
+        Some(ResponseFormat::JsonSchema { schema, .. }) if model.validate_output => Some(schema),
+        _ => None,
+    }
+}
+
+/// What the validation loop checks a chat answer against.
+struct Checks<'a> {
+    schema: Option<&'a serde_json::Value>,
+    /// Output guardrails that may re-ask or fall back.
+    guards: Option<&'a GuardSet>,
+}
+
 async fn validated(
     gw: &Gateway,
     model: &ModelConfig,
     req: &ChatRequest,
     ctx: &CallContext,
     deadline: Instant,
-    schema: &serde_json::Value,
+    checks: Checks<'_>,
     trail: &mut Trail,
 ) -> Result<Served, Error> {
-    let schema = Schema::compile(schema).map_err(|e| {
-        Error::invalid_request(format!("response_format.json_schema.schema: {e}"))
-            .with_param("response_format")
-    })?;
-    let check = |raw: &str| validate::json_output(&schema, raw);
-    match validate::run(
-        gw,
-        model,
-        req,
-        ctx,
-        deadline,
-        model.max_reasks,
-        trail,
-        &check,
-    )
-    .await
-    {
+    let schema = checks
+        .schema
+        .map(|s| {
+            Schema::compile(s).map_err(|e| {
+                Error::invalid_request(format!("response_format.json_schema.schema: {e}"))
+                    .with_param("response_format")
+            })
+        })
+        .transpose()?;
+    let guarded = guard::LoopGuard::new(checks.guards, req);
+    let check = |raw: &str| {
+        let (value, repairs) = match &schema {
+            Some(s) => validate::json_output(s, raw)?,
+            None => (serde_json::Value::String(raw.to_owned()), Vec::new()),
+        };
+        guarded.check(value, repairs)
+    };
+    // Guardrails alone re-ask only when a check says `reask` (at least
+    // once), and go straight to the next target when they say `fallback`.
+    let reasks = match (&schema, checks.guards) {
+        (None, Some(g)) if g.reasks() => model.max_reasks.max(1),
+        (None, Some(_)) => 0,
+        _ => model.max_reasks,
+    };
+    let result = validate::run(gw, model, req, ctx, deadline, reasks, trail, &check).await;
+    guarded.finish(&mut trail.verdicts)?;
+    match result {
         Ok(accepted) => {
             let mut response = accepted.response;
-            // The validated (possibly repaired) JSON, not the raw reply.
-            response.text = accepted.value.to_string();
+            // The validated (possibly repaired) JSON, or the guarded text,
+            // not the raw reply.
+            response.text = match accepted.value {
+                serde_json::Value::String(text) if schema.is_none() => text,
+                value => value.to_string(),
+            };
             response.tool_calls.clear();
             response.usage = accepted.usage;
             Ok(Served {
@@ -364,7 +480,12 @@ async fn validated(
         }
         Err(Rejected::Call(e)) => Err(e),
         Err(Rejected::Invalid { errors, .. }) => Err(Error::output_invalid(format!(
-            "the answer did not match response_format.json_schema after {} call(s): {}",
+            "the answer did not pass {} after {} call(s): {}",
+            if schema.is_some() {
+                "response_format.json_schema"
+            } else {
+                "the output guardrails"
+            },
             trail.attempts.len(),
             errors.join("; ")
         ))),

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use axum::http::HeaderMap;
@@ -94,6 +94,9 @@ pub(crate) struct Record {
     pub key: Option<Arc<VirtualKey>>,
     /// The budget reservation to settle when the request ends.
     pub hold: Option<Hold>,
+    /// Verdicts given after the record left the pipeline's hands (a
+    /// guarded stream's output checks), merged when it is emitted.
+    late: Option<Arc<Mutex<Vec<Verdict>>>>,
 }
 
 impl Record {
@@ -135,6 +138,7 @@ impl Record {
             done: false,
             key: None,
             hold: None,
+            late: None,
         }
     }
 
@@ -241,6 +245,11 @@ impl Record {
     }
 
     /// The first byte of the answer is on its way to the client.
+    /// Where verdicts given later (by a guarded stream) go.
+    pub fn late_verdicts(&mut self) -> Arc<Mutex<Vec<Verdict>>> {
+        self.late.get_or_insert_with(Arc::default).clone()
+    }
+
     pub fn first_byte(&mut self) {
         self.first_byte.get_or_insert_with(Instant::now);
     }
@@ -378,6 +387,13 @@ impl Record {
             rec.error = Some(sinks.scrub(message));
         }
         rec.verdicts = std::mem::take(&mut self.trail.verdicts);
+        if let Some(late) = &self.late {
+            rec.verdicts.extend(
+                late.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .drain(..),
+            );
+        }
         rec.reasks = self.trail.reasks;
         for v in &mut rec.verdicts {
             v.detail = v.detail.as_deref().map(|d| sinks.scrub(d));

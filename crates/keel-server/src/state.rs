@@ -22,6 +22,7 @@ use secrecy::ExposeSecret;
 
 use crate::auth::Keys;
 use crate::functions::Function;
+use crate::guard::GuardSet;
 use crate::rate::RateLimiters;
 use crate::sinks::Sinks;
 use crate::spend::Ledgers;
@@ -63,8 +64,10 @@ pub(crate) struct Inner {
     pub keys: Keys,
     /// Budget ledgers.
     pub ledgers: Ledgers,
-    /// For keel's own outbound calls (budget alert webhooks).
+    /// For keel's own outbound calls (budget alerts, guardrail webhooks).
     pub http: reqwest::Client,
+    /// Guardrail sets, compiled once, by name.
+    pub guards: HashMap<String, Arc<GuardSet>>,
 }
 
 /// One provider and the reliability state that guards it.
@@ -170,6 +173,12 @@ impl Gateway {
         for (name, f) in &config.functions {
             functions.insert(name.clone(), Function::compile(f).map_err(Error::internal)?);
         }
+        let mut guards = HashMap::new();
+        for (name, g) in &config.guardrails {
+            let set = GuardSet::compile(g)
+                .map_err(|e| Error::internal(format!("guardrails.{name}: {e}")))?;
+            guards.insert(name.clone(), Arc::new(set));
+        }
         let mut workflows = HashMap::new();
         for (name, w) in &config.workflows {
             workflows.insert(name.clone(), Workflow::compile(w).map_err(Error::internal)?);
@@ -208,6 +217,7 @@ impl Gateway {
                         .map_or(WhenDown::Closed, |r| r.budgets_when_down),
                 ),
                 http: reqwest::Client::new(),
+                guards,
                 shared,
                 functions,
                 workflows,

@@ -462,7 +462,15 @@ const STAGES: &[&str] = &[
     "input_limit",
 ];
 const VERDICTS: &[&str] = &[
-    "pass", "repaired", "fail", "blocked", "redacted", "rerouted",
+    "pass",
+    "repaired",
+    "fail",
+    "blocked",
+    "redacted",
+    "rerouted",
+    "flagged",
+    "reasked",
+    "fell_back",
 ];
 
 /// Error kinds and attempt outcomes are keel's own short snake_case codes;
