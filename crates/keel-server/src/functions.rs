@@ -163,10 +163,12 @@ pub async fn call(
         .or(model.guardrails.as_ref())
         .and_then(|name| gw.inner.guards.get(name))
         .cloned();
+    let mut restore_map = Vec::new();
     if let Some(set) = &guards {
         let admitted = guard::input(gw, set, &mut first, &mut trail.verdicts)
             .await
             .map_err(FunctionError::Call)?;
+        restore_map = admitted.restore;
         if let Some(stricter) = admitted
             .route
             .and_then(|alias| gw.config().models.get(&alias))
@@ -176,7 +178,7 @@ pub async fn call(
     }
     let deadline = deadline(headers, model);
     let before = trail.attempts.len();
-    let guarded = guard::LoopGuard::new(guards.as_deref(), &first);
+    let guarded = guard::LoopGuard::new(guards.as_deref(), &first, &restore_map);
     let check = |raw: &str| {
         let (value, repairs) = check(function, raw, &input)?;
         guarded.check(value, repairs)
@@ -214,7 +216,11 @@ pub async fn call(
                 repairs: accepted.repairs,
                 usage: accepted.usage,
             },
-            output: accepted.value,
+            // A text output gets back what the input redaction took out.
+            output: match accepted.value {
+                Value::String(text) => Value::String(guard::restored(&text, &restore_map)),
+                other => other,
+            },
         }),
         Err(Rejected::Call(e)) => Err(FunctionError::Call(e)),
         Err(Rejected::Invalid { errors, raw }) => Err(FunctionError::OutputInvalid {

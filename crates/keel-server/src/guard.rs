@@ -30,7 +30,7 @@ use keel_core::{Error, EventStream};
 use keel_policy::extract::Repair;
 use keel_policy::guard::injection::InjectionConfig;
 use keel_policy::guard::output::DeniedTerms;
-use keel_policy::guard::redact::{redact, restore};
+use keel_policy::guard::redact::{redact, redact_avoiding, restore};
 use keel_policy::guard::{Finding, Span, injection, output, pii, secrets};
 use keel_policy::rules::{RuleSpec, Rules};
 use keel_protocol::chat::{ChatRequest, Part, Role, StreamEvent};
@@ -333,6 +333,7 @@ pub(crate) async fn output_whole(
     text: &str,
     system: &str,
     only_async: bool,
+    taken: &[(String, String)],
     verdicts: &mut Vec<Verdict>,
 ) -> Result<String, Error> {
     let mut text = text.to_owned();
@@ -342,7 +343,7 @@ pub(crate) async fn output_whole(
             continue;
         }
         let found = check.scan(gw, &text, system, "output").await;
-        match act(set, check, &found, &mut text, verdicts) {
+        match act(set, check, &found, &mut text, taken, verdicts) {
             None => {}
             Some(Judged::Block(e)) => return Err(e),
             Some(Judged::Retry(_)) => return Err(blocked(set, check, &found, "output")),
@@ -358,12 +359,13 @@ pub(crate) fn output_sync(
     set: &GuardSet,
     text: &str,
     system: &str,
+    taken: &[(String, String)],
     verdicts: &mut Vec<Verdict>,
 ) -> Judged {
     let mut text = text.to_owned();
     for check in &set.output {
         let found = check.detect(&text, system);
-        if let Some(judged) = act(set, check, &found, &mut text, verdicts) {
+        if let Some(judged) = act(set, check, &found, &mut text, taken, verdicts) {
             return judged;
         }
     }
@@ -375,6 +377,7 @@ fn act(
     check: &Check,
     found: &[Finding],
     text: &mut String,
+    taken: &[(String, String)],
     verdicts: &mut Vec<Verdict>,
 ) -> Option<Judged> {
     if found.is_empty() {
@@ -390,7 +393,7 @@ fn act(
                 .collect(),
         )),
         GuardAction::Redact { .. } => {
-            *text = redact(text, found).text;
+            *text = redact_avoiding(text, found, taken).text;
             None
         }
         GuardAction::Flag | GuardAction::Route { .. } => None,
@@ -405,14 +408,21 @@ fn act(
 pub(crate) struct LoopGuard<'a> {
     set: Option<&'a GuardSet>,
     system: String,
+    /// Placeholders the input redaction handed out (not to be reused).
+    taken: &'a [(String, String)],
     state: Mutex<(Vec<Verdict>, Option<Error>)>,
 }
 
 impl<'a> LoopGuard<'a> {
-    pub fn new(set: Option<&'a GuardSet>, req: &ChatRequest) -> Self {
+    pub fn new(
+        set: Option<&'a GuardSet>,
+        req: &ChatRequest,
+        taken: &'a [(String, String)],
+    ) -> Self {
         LoopGuard {
             set,
             system: req.system.join("\n"),
+            taken,
             state: Mutex::default(),
         }
     }
@@ -433,7 +443,7 @@ impl<'a> LoopGuard<'a> {
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match output_sync(set, &text, &self.system, &mut state.0) {
+        match output_sync(set, &text, &self.system, self.taken, &mut state.0) {
             Judged::Pass(redacted) if value.is_string() => {
                 Ok((serde_json::Value::String(redacted), repairs))
             }
@@ -495,6 +505,7 @@ pub(crate) fn stream(
         verdicts,
         text: String::new(),
         sent: 0,
+        emitted: 0,
         fired: Vec::new(),
     };
     Box::pin(events.flat_map(move |event| {
@@ -522,6 +533,8 @@ struct Streamed {
     text: String,
     /// How much of `text` (bytes) has been released.
     sent: usize,
+    /// How much of the redacted text (bytes) has been sent.
+    emitted: usize,
     /// Checks that already left a verdict (one per check per stream).
     fired: Vec<String>,
 }
@@ -573,29 +586,22 @@ impl Streamed {
         if until <= self.sent {
             return Vec::new();
         }
-        let Some(chunk) = self.text.get(self.sent..until) else {
+        // Everything up to `until`, redacted as a whole (placeholders stay
+        // numbered the same as the text grows), minus what went out before.
+        let Some(upto) = self.text.get(..until) else {
             return Vec::new();
         };
-        // The redactions inside this chunk, their spans made relative to it.
-        let offset = self.sent;
-        let local: Vec<Finding> = redactions
+        let inside: Vec<Finding> = redactions
             .into_iter()
-            .filter_map(|mut f| {
-                let s = f.span?;
-                (s.start >= offset && s.end <= until).then(|| {
-                    f.span = Some(Span {
-                        start: s.start - offset,
-                        end: s.end - offset,
-                    });
-                    f
-                })
-            })
+            .filter(|f| f.span.is_some_and(|s| s.end <= until))
             .collect();
-        let chunk = if local.is_empty() {
-            chunk.to_owned()
+        let redacted = if inside.is_empty() {
+            upto.to_owned()
         } else {
-            redact(chunk, &local).text
+            redact_avoiding(upto, &inside, &self.restore_map).text
         };
+        let chunk = redacted.get(self.emitted..).unwrap_or_default().to_owned();
+        self.emitted = redacted.len();
         self.sent = until;
         vec![Ok(StreamEvent::TextDelta(restored(
             &chunk,

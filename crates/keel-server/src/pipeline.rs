@@ -159,6 +159,7 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
             let checks = Checks {
                 schema,
                 guards: guards.as_deref(),
+                taken: &restore_map,
             };
             validated(&gw, model, &req, &ctx, deadline, checks, &mut rec.trail).await
         }
@@ -224,6 +225,7 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
                     &resp.text,
                     &system,
                     only_async,
+                    &restore_map,
                     &mut rec.trail.verdicts,
                 )
                 .await;
@@ -422,6 +424,8 @@ struct Checks<'a> {
     schema: Option<&'a serde_json::Value>,
     /// Output guardrails that may re-ask or fall back.
     guards: Option<&'a GuardSet>,
+    /// Placeholders the input redaction handed out.
+    taken: &'a [(String, String)],
 }
 
 async fn validated(
@@ -442,7 +446,7 @@ async fn validated(
             })
         })
         .transpose()?;
-    let guarded = guard::LoopGuard::new(checks.guards, req);
+    let guarded = guard::LoopGuard::new(checks.guards, req, checks.taken);
     let check = |raw: &str| {
         let (value, repairs) = match &schema {
             Some(s) => validate::json_output(s, raw)?,

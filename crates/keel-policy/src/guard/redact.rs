@@ -37,6 +37,14 @@ pub struct Redacted {
 /// placeholder), merging overlapping spans (the longer/earlier wins);
 /// returns the text and the map to restore.
 pub fn redact(text: &str, findings: &[Finding]) -> Redacted {
+    redact_avoiding(text, findings, &[])
+}
+
+/// [`redact`], with placeholders that are never one of `taken` (those an
+/// earlier redaction of the same conversation handed out: an output
+/// redacted after its input must not reuse the input's placeholders, or
+/// restoring the input would fill them in).
+pub fn redact_avoiding(text: &str, findings: &[Finding], taken: &[(String, String)]) -> Redacted {
     let mut spans: Vec<(Span, &'static str)> = findings
         .iter()
         .filter_map(|f| {
@@ -82,7 +90,7 @@ pub fn redact(text: &str, findings: &[Finding]) -> Redacted {
                 let placeholder = loop {
                     *counter += 1;
                     let candidate = format!("[{kind}_{counter}]");
-                    if !text.contains(&candidate) {
+                    if !text.contains(&candidate) && !taken.iter().any(|(p, _)| *p == candidate) {
                         break candidate;
                     }
                 };
