@@ -168,6 +168,27 @@ pub(crate) fn mask(secret: &str) -> String {
     format!("{prefix}… ({} chars)", secret.chars().count())
 }
 
+/// Candidates of a span detector before overlap resolution: span in the
+/// cleaned text, kind, score, detail.
+pub(crate) type Found = Vec<(Span, &'static str, f64, String)>;
+
+/// A span detector's candidates as findings of `check`, mapped back to
+/// the original text and with overlaps dropped.
+pub(crate) fn finish(check: &'static str, cleaned: &Cleaned<'_>, found: Found) -> Vec<Finding> {
+    drop_overlapping(
+        found
+            .into_iter()
+            .map(|(span, kind, score, detail)| Finding {
+                check,
+                kind,
+                span: Some(cleaned.span(span.start, span.end)),
+                score,
+                detail,
+            })
+            .collect(),
+    )
+}
+
 /// Drops findings whose span overlaps a span already kept, keeping the
 /// earlier finding of each overlapping pair: callers push findings in order
 /// of preference (specific before generic). Findings come back sorted by

@@ -40,7 +40,7 @@ use std::sync::LazyLock;
 use regex::RegexSet;
 
 use super::Finding;
-use super::normalize::normalize;
+use super::normalize::{normalize, unleet};
 
 const CHECK: &str = "injection";
 
@@ -431,23 +431,6 @@ fn decoded_label(how: &str) -> &'static str {
         "rot13" => "rot13-decoded text",
         _ => "decoded text",
     }
-}
-
-/// Leetspeak digits and symbols read as the letters they stand for.
-fn unleet(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '0' => 'o',
-            '1' => 'i',
-            '3' => 'e',
-            '4' => 'a',
-            '5' => 's',
-            '7' => 't',
-            '@' => 'a',
-            '$' => 's',
-            _ => c,
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -309,3 +309,20 @@ fn printable(bytes: Vec<u8>) -> Option<String> {
 pub(crate) fn patterns_compile() -> bool {
     BASE64_RUN.is_some() && HEX_RUN.is_some()
 }
+
+/// Leetspeak digits and symbols read as the letters they stand for.
+pub(crate) fn unleet(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '0' => 'o',
+            '1' => 'i',
+            '3' => 'e',
+            '4' => 'a',
+            '5' => 's',
+            '7' => 't',
+            '@' => 'a',
+            '$' => 's',
+            _ => c,
+        })
+        .collect()
+}

@@ -39,7 +39,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use unicode_normalization::char::is_combining_mark;
 
-use super::normalize::fold;
+use super::normalize::{fold, unleet};
 use super::{Finding, Span, compile, is_invisible};
 
 /// System prompts shorter than this many words are never reported.
@@ -493,23 +493,6 @@ fn denied(span: Span, score: f64, detail: String) -> Finding {
 /// denied-term matching.
 fn is_leet(c: char) -> bool {
     matches!(c, '@' | '$')
-}
-
-/// Leetspeak read as letters.
-fn unleet(word: &str) -> String {
-    word.chars()
-        .map(|c| match c {
-            '0' => 'o',
-            '1' => 'i',
-            '3' => 'e',
-            '4' => 'a',
-            '5' => 's',
-            '7' => 't',
-            '@' => 'a',
-            '$' => 's',
-            _ => c,
-        })
-        .collect()
 }
 
 /// One `TOO_LONG` finding (no span) when `text` has more than `max_chars`

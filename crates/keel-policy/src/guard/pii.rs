@@ -38,7 +38,7 @@ use std::sync::LazyLock;
 use iban::IbanLike as _;
 use regex::Regex;
 
-use super::{Cleaned, Finding, Span, char_at, char_before, compile, drop_overlapping};
+use super::{Cleaned, Finding, Found, Span, char_at, char_before, compile, finish};
 
 const CHECK: &str = "pii";
 
@@ -111,23 +111,8 @@ pub fn detect(text: &str) -> Vec<Finding> {
     ipv6s(t, &mut found);
     ipv4s(t, &mut found);
     phones(t, &mut found);
-    drop_overlapping(
-        found
-            .into_iter()
-            .map(|(span, kind, score, detail)| Finding {
-                check: CHECK,
-                kind,
-                span: Some(cleaned.span(span.start, span.end)),
-                score,
-                detail,
-            })
-            .collect(),
-    )
+    finish(CHECK, &cleaned, found)
 }
-
-/// Candidates before overlap resolution: span in the cleaned text, kind,
-/// score, detail.
-type Found = Vec<(Span, &'static str, f64, String)>;
 
 fn emails(t: &str, found: &mut Found) {
     let Some(re) = EMAIL.as_ref() else { return };

@@ -43,7 +43,7 @@ use std::sync::LazyLock;
 use base64::Engine as _;
 use regex::Regex;
 
-use super::{Cleaned, Finding, Span, char_at, char_before, compile, drop_overlapping, mask};
+use super::{Cleaned, Finding, Found, Span, char_at, char_before, compile, finish, mask};
 
 const CHECK: &str = "secrets";
 
@@ -133,23 +133,8 @@ pub fn detect(text: &str) -> Vec<Finding> {
     let runs = runs(t);
     aws_secrets(t, &runs, &mut found);
     high_entropy(t, &runs, &mut found);
-    drop_overlapping(
-        found
-            .into_iter()
-            .map(|(span, kind, score, detail)| Finding {
-                check: CHECK,
-                kind,
-                span: Some(cleaned.span(span.start, span.end)),
-                score,
-                detail,
-            })
-            .collect(),
-    )
+    finish(CHECK, &cleaned, found)
 }
-
-/// Candidates before overlap resolution: span in the cleaned text, kind,
-/// score, detail.
-type Found = Vec<(Span, &'static str, f64, String)>;
 
 fn openai_keys(t: &str, found: &mut Found) {
     let Some(re) = OPENAI.as_ref() else { return };
