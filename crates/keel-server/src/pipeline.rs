@@ -237,8 +237,8 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
                         return response;
                     }
                 }
-                names.extend(guard::header(&rec.trail.verdicts));
             }
+            names.extend(guard::header(&rec.trail.verdicts));
             if model_keeps_stale(model) && degraded.is_none() {
                 gw.inner
                     .stale
@@ -273,6 +273,9 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
             Box::pin(futures::stream::iter(resp.to_events().into_iter().map(Ok)))
         }
         Answer::Stream(first, rest) => {
+            // What the input checks did (the output checks' verdicts come
+            // after the headers: they are in the record).
+            names.extend(guard::header(&rec.trail.verdicts));
             let events: keel_core::EventStream =
                 Box::pin(futures::stream::once(async move { Ok(first) }).chain(rest));
             let guarded = guards
@@ -282,7 +285,6 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
                 // A guarded stream is not cached: what it sends is what the
                 // checks let through, decided as it goes.
                 Some(set) => {
-                    names.extend(guard::header(&rec.trail.verdicts));
                     let verdicts = rec.late_verdicts();
                     guard::stream(set, events, req.system.join("\n"), restore_map, verdicts)
                 }
