@@ -1212,6 +1212,9 @@ mod tests {
                   {{ check = "pii", action = "route", model = "safe" }},
                   {{ check = "regex", pattern = "(", action = "flag" }},
                   {{ check = "max_length", action = "block" }},
+                  {{ check = "webhook", url = "http://127.0.0.1:9/c", action = "reask" }},
+                  {{ check = "pii", action = "block", threshold = 0.9 }},
+                  {{ check = "secrets", action = "flag", restore = true }},
                 ]
                 [models.n]
                 targets = [{{ provider = "s", model = "x" }}]
@@ -1234,6 +1237,9 @@ mod tests {
                 "guardrails.g.output[0].action",
                 "guardrails.g.output[1].pattern",
                 "guardrails.g.output[2].max_chars",
+                "guardrails.g.output[3].action",
+                "guardrails.g.output[4].threshold",
+                "guardrails.g.output[5].restore",
                 "models.n.guardrails"
             ]
         );

@@ -197,6 +197,27 @@ pub async fn call(
     guarded
         .finish(&mut trail.verdicts)
         .map_err(FunctionError::Call)?;
+    let guarded_output = guards.as_ref().is_some_and(|g| !g.output.is_empty());
+    let mut result = result;
+    // The output webhooks (asynchronous: they run after the loop).
+    if let (Some(set), Ok(accepted)) = (&guards, &mut result) {
+        let text = match &accepted.value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let system = first.system.join("\n");
+        guard::output_whole(
+            gw,
+            set,
+            &text,
+            &system,
+            true,
+            &restore_map,
+            &mut trail.verdicts,
+        )
+        .await
+        .map_err(FunctionError::Call)?;
+    }
     match result {
         Ok(accepted) => Ok(FunctionOutput {
             meta: Meta {
@@ -225,7 +246,12 @@ pub async fn call(
         Err(Rejected::Call(e)) => Err(FunctionError::Call(e)),
         Err(Rejected::Invalid { errors, raw }) => Err(FunctionError::OutputInvalid {
             errors,
-            raw,
+            // What output guardrails refused is not handed out with the 422.
+            raw: if guarded_output {
+                "(withheld: the function's output guardrails refused it)".to_owned()
+            } else {
+                raw
+            },
             attempts: trail.attempts.len() - before,
         }),
     }

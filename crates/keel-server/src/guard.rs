@@ -30,10 +30,10 @@ use keel_core::{Error, EventStream};
 use keel_policy::extract::Repair;
 use keel_policy::guard::injection::InjectionConfig;
 use keel_policy::guard::output::DeniedTerms;
-use keel_policy::guard::redact::{redact, redact_avoiding, restore};
+use keel_policy::guard::redact::{redact_avoiding, restore};
 use keel_policy::guard::{Finding, Span, injection, output, pii, secrets};
 use keel_policy::rules::{RuleSpec, Rules};
-use keel_protocol::chat::{ChatRequest, Part, Role, StreamEvent};
+use keel_protocol::chat::{ChatRequest, Part, StreamEvent};
 use keel_store::Verdict;
 use regex::Regex;
 use serde_json::json;
@@ -90,6 +90,17 @@ impl GuardSet {
         self.output
             .iter()
             .any(|c| matches!(c.action, GuardAction::Reask | GuardAction::Fallback))
+    }
+
+    /// Whether answers are checked whole before anything is sent: when an
+    /// output check may re-ask or fall back, or is a webhook (which cannot
+    /// judge a stream piece by piece).
+    pub fn whole(&self) -> bool {
+        self.loops()
+            || self
+                .output
+                .iter()
+                .any(|c| matches!(c.detector, Detector::Webhook { .. }))
     }
 
     /// Whether an output check re-asks.
@@ -178,7 +189,9 @@ impl Check {
                 })
                 .collect(),
             Detector::Forbidden(rules) => {
-                let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+                // The JSON as the validator finds it: in fences or prose too.
+                let Some(value) = keel_policy::extract::extract(text, false).map(|f| f.value)
+                else {
                     return Vec::new();
                 };
                 rules
@@ -268,20 +281,19 @@ pub(crate) async fn input(
 ) -> Result<Admitted, Error> {
     let mut admitted = Admitted::default();
     let system = req.system.join("\n");
+    // Placeholders handed out so far in this request (never reused).
+    let mut handed: Vec<(String, String)> = Vec::new();
     for check in &set.input {
-        // Injections may be split across messages: the user's turns are
-        // read together; the other checks read each text where it is.
+        // Whole-text checks read everything the client sent, together: an
+        // injection split across turns, or hidden in a tool result or an
+        // assistant turn the client wrote, is one; a length is the total.
+        // Span checks read (and redact) each text where it is.
         let found = if matches!(
             check.detector,
-            Detector::Injection(_) | Detector::Webhook { .. }
+            Detector::Injection(_) | Detector::Webhook { .. } | Detector::MaxLength(_)
         ) {
-            let user: Vec<String> = req
-                .messages
-                .iter()
-                .filter(|m| m.role == Role::User)
-                .map(|m| m.joined_text())
-                .collect();
-            check.scan(gw, &user.join("\n"), &system, "input").await
+            let all: Vec<&str> = texts(req).collect();
+            check.scan(gw, &all.join("\n"), &system, "input").await
         } else {
             let mut found = Vec::new();
             for text in texts_mut(req) {
@@ -289,11 +301,12 @@ pub(crate) async fn input(
                 if let (GuardAction::Redact { restore: keep }, false) =
                     (&check.action, here.is_empty())
                 {
-                    let r = redact(text, &here);
+                    let r = redact_avoiding(text, &here, &handed);
                     *text = r.text;
                     if *keep {
-                        admitted.restore.extend(r.restore);
+                        admitted.restore.extend(r.restore.iter().cloned());
                     }
+                    handed.extend(r.restore);
                 }
                 found.extend(here);
             }
@@ -447,7 +460,13 @@ impl<'a> LoopGuard<'a> {
             Judged::Pass(redacted) if value.is_string() => {
                 Ok((serde_json::Value::String(redacted), repairs))
             }
-            Judged::Pass(_) => Ok((value, repairs)),
+            // A JSON answer: the redacting checks rewrite each string in it
+            // (its structure stays valid).
+            Judged::Pass(_) => {
+                let mut value = value;
+                redact_strings(set, &mut value, &self.system, self.taken);
+                Ok((value, repairs))
+            }
             Judged::Retry(why) => Err(why),
             Judged::Block(e) => {
                 state.1 = Some(e);
@@ -464,6 +483,40 @@ impl<'a> LoopGuard<'a> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         verdicts.extend(given);
         block.map_or(Ok(()), Err)
+    }
+}
+
+/// Every string in a JSON value through the output checks that redact.
+fn redact_strings(
+    set: &GuardSet,
+    value: &mut serde_json::Value,
+    system: &str,
+    taken: &[(String, String)],
+) {
+    match value {
+        serde_json::Value::String(s) => {
+            for check in set
+                .output
+                .iter()
+                .filter(|c| matches!(c.action, GuardAction::Redact { .. }))
+            {
+                let found = check.detect(s, system);
+                if !found.is_empty() {
+                    *s = redact_avoiding(s, &found, taken).text;
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                redact_strings(set, item, system, taken);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for item in map.values_mut() {
+                redact_strings(set, item, system, taken);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -487,9 +540,13 @@ pub(crate) fn header(verdicts: &[Verdict]) -> Option<(&'static str, String)> {
 }
 
 /// A streamed answer checked as it goes: text deltas are held back
-/// `hold_back` characters, every check runs on all the text so far, and a
-/// blocking check ends the stream with an error event. Verdicts go to
-/// `verdicts`, which the request's record reads when it ends.
+/// `hold_back` characters, the checks rerun on all the text so far (every
+/// [`SCAN_STEP`] bytes, and at the end), and a blocking check ends the
+/// stream with an error event. Released text is redacted piece by piece
+/// with one placeholder per original for the whole answer. Tool-call
+/// deltas pass unchecked (the text before them is released first).
+/// Verdicts go to `verdicts`, which the request's record reads when it
+/// ends.
 pub(crate) fn stream(
     set: Arc<GuardSet>,
     events: EventStream,
@@ -505,16 +562,24 @@ pub(crate) fn stream(
         verdicts,
         text: String::new(),
         sent: 0,
-        emitted: 0,
+        scanned: 0,
+        handed: Vec::new(),
         fired: Vec::new(),
+        ended: false,
     };
     Box::pin(events.flat_map(move |event| {
         let out: Vec<Result<StreamEvent, Error>> = match event {
             Ok(StreamEvent::TextDelta(t)) => guard.push(&t, false),
-            Ok(StreamEvent::Finish(reason)) => {
+            // The end of the text: everything held is checked and released
+            // (or blocked) before what follows.
+            Ok(
+                ev @ (StreamEvent::Finish(_)
+                | StreamEvent::Done
+                | StreamEvent::ToolCallStart { .. }),
+            ) => {
                 let mut out = guard.push("", true);
                 if out.iter().all(Result::is_ok) {
-                    out.push(Ok(StreamEvent::Finish(reason)));
+                    out.push(Ok(ev));
                 }
                 out
             }
@@ -523,6 +588,10 @@ pub(crate) fn stream(
         futures::stream::iter(out)
     }))
 }
+
+/// Checks rerun at most once per this many new bytes (and at the end): a
+/// long answer costs O(n²/step), not O(n²/delta).
+const SCAN_STEP: usize = 256;
 
 struct Streamed {
     set: Arc<GuardSet>,
@@ -533,82 +602,131 @@ struct Streamed {
     text: String,
     /// How much of `text` (bytes) has been released.
     sent: usize,
-    /// How much of the redacted text (bytes) has been sent.
-    emitted: usize,
-    /// Checks that already left a verdict (one per check per stream).
-    fired: Vec<String>,
+    /// How much of `text` the checks last read.
+    scanned: usize,
+    /// Output placeholders handed out so far (original → placeholder).
+    handed: Vec<(String, String)>,
+    /// Indexes of the checks that already left a verdict (one each).
+    fired: Vec<usize>,
+    /// Blocked: nothing more is sent.
+    ended: bool,
 }
 
 impl Streamed {
     /// Takes a piece of text; returns what may be sent now.
     fn push(&mut self, piece: &str, last: bool) -> Vec<Result<StreamEvent, Error>> {
+        if self.ended {
+            return Vec::new();
+        }
         self.text.push_str(piece);
+        if !last && self.text.len() < self.scanned + SCAN_STEP {
+            return Vec::new();
+        }
+        self.scanned = self.text.len();
         let mut redactions: Vec<Finding> = Vec::new();
-        for check in &self.set.output {
+        for (index, check) in self.set.output.iter().enumerate() {
             let found = check.detect(&self.text, &self.system);
             if found.is_empty() {
                 continue;
             }
-            if !self.fired.contains(&check.name) {
-                self.fired.push(check.name.clone());
+            if !self.fired.contains(&index) {
+                self.fired.push(index);
                 if let Ok(mut v) = self.verdicts.lock() {
                     v.push(verdict("output_guard", check, &found));
                 }
             }
             match &check.action {
                 GuardAction::Block => {
+                    self.ended = true;
                     return vec![Err(blocked(&self.set, check, &found, "output"))];
                 }
                 GuardAction::Redact { .. } => {
-                    redactions.extend(found.into_iter().filter(|f| f.span.is_some()))
+                    redactions.extend(found.into_iter().filter(|f| f.span.is_some()));
                 }
                 _ => {}
             }
         }
-        // Release up to `hold_back` characters from the end (all of it at
-        // the end), never inside a span still to redact or a placeholder.
+        let until = self.release_point(&redactions, last);
+        if until <= self.sent {
+            return Vec::new();
+        }
+        let Some(chunk) = self.text.get(self.sent..until) else {
+            return Vec::new();
+        };
+        // The redactions inside this chunk, relative to it. (A span that
+        // began in text already sent cannot be taken back: the release
+        // point never passes into one, so only a detection that appears
+        // late can do that.)
+        let offset = self.sent;
+        let local: Vec<Finding> = redactions
+            .into_iter()
+            .filter_map(|mut f| {
+                let s = f.span?;
+                (s.start >= offset && s.end <= until).then(|| {
+                    f.span = Some(Span {
+                        start: s.start - offset,
+                        end: s.end - offset,
+                    });
+                    f
+                })
+            })
+            .collect();
+        let mut taken = self.restore_map.clone();
+        taken.extend(self.handed.iter().map(|(o, p)| (p.clone(), o.clone())));
+        let r = redact_avoiding(chunk, &local, &taken);
+        let mut out = r.text;
+        // One placeholder per original for the whole answer.
+        for (placeholder, original) in r.restore {
+            match self.handed.iter().find(|(o, _)| *o == original) {
+                Some((_, earlier)) => out = out.replace(&placeholder, earlier),
+                None => self.handed.push((original, placeholder)),
+            }
+        }
+        self.sent = until;
+        vec![Ok(StreamEvent::TextDelta(restored(
+            &out,
+            &self.restore_map,
+        )))]
+    }
+
+    /// How far text may be released: `hold_back` characters behind (all of
+    /// it at the end), never inside a span still to redact nor inside a
+    /// placeholder still to restore — both moved back until neither holds.
+    fn release_point(&self, redactions: &[Finding], last: bool) -> usize {
         let mut until = if last {
             self.text.len()
         } else {
             back_chars(&self.text, self.set.hold_back)
         };
-        for s in redactions.iter().filter_map(|f| f.span) {
-            if s.start < until && until < s.end {
-                until = s.start;
+        loop {
+            let before = until;
+            if let Some(start) = redactions
+                .iter()
+                .filter_map(|f| f.span)
+                .filter(|s| s.start < until && until < s.end)
+                .map(|s| s.start)
+                .min()
+            {
+                until = start;
+            }
+            // A placeholder (`[KIND_N]`) being written: wait for its `]`.
+            if !last
+                && !self.restore_map.is_empty()
+                && let Some(open) = self.text.get(..until).and_then(|t| t.rfind('['))
+                && until - open <= MAX_PLACEHOLDER
+                && !self.text.get(open..until).is_some_and(|t| t.contains(']'))
+            {
+                until = open;
+            }
+            if until == before {
+                return until;
             }
         }
-        if let Some(open) = self.text.get(..until).and_then(|t| t.rfind('['))
-            && !self.text.get(open..until).is_some_and(|t| t.contains(']'))
-            && !last
-        {
-            until = open;
-        }
-        if until <= self.sent {
-            return Vec::new();
-        }
-        // Everything up to `until`, redacted as a whole (placeholders stay
-        // numbered the same as the text grows), minus what went out before.
-        let Some(upto) = self.text.get(..until) else {
-            return Vec::new();
-        };
-        let inside: Vec<Finding> = redactions
-            .into_iter()
-            .filter(|f| f.span.is_some_and(|s| s.end <= until))
-            .collect();
-        let redacted = if inside.is_empty() {
-            upto.to_owned()
-        } else {
-            redact_avoiding(upto, &inside, &self.restore_map).text
-        };
-        let chunk = redacted.get(self.emitted..).unwrap_or_default().to_owned();
-        self.emitted = redacted.len();
-        self.sent = until;
-        vec![Ok(StreamEvent::TextDelta(restored(
-            &chunk,
-            &self.restore_map,
-        )))]
     }
 }
+
+/// The longest placeholder a restore can be waiting for, in bytes.
+const MAX_PLACEHOLDER: usize = 40;
 
 /// The byte offset `n` characters before the end of `text`.
 fn back_chars(text: &str, n: usize) -> usize {
@@ -665,13 +783,28 @@ fn blocked(set: &GuardSet, check: &Check, found: &[Finding], side: &str) -> Erro
 }
 
 /// Every piece of text in a request that input checks read and redaction
-/// may rewrite: system prompts and message text parts.
+/// may rewrite: system prompts, message text parts (every role: tool
+/// results and assistant turns come from the client too) and the arguments
+/// of tool calls in the history. Images and tool definitions are not read.
 fn texts_mut(req: &mut ChatRequest) -> impl Iterator<Item = &mut String> {
-    let parts = req.messages.iter_mut().flat_map(|m| {
-        m.content.iter_mut().filter_map(|p| match p {
+    let messages = req.messages.iter_mut().flat_map(|m| {
+        let parts = m.content.iter_mut().filter_map(|p| match p {
             Part::Text(t) => Some(t),
             Part::Image(_) => None,
-        })
+        });
+        parts.chain(m.tool_calls.iter_mut().map(|c| &mut c.arguments))
     });
-    req.system.iter_mut().chain(parts)
+    req.system.iter_mut().chain(messages)
+}
+
+/// The same texts, read only.
+fn texts(req: &ChatRequest) -> impl Iterator<Item = &str> {
+    let messages = req.messages.iter().flat_map(|m| {
+        let parts = m.content.iter().filter_map(|p| match p {
+            Part::Text(t) => Some(t.as_str()),
+            Part::Image(_) => None,
+        });
+        parts.chain(m.tool_calls.iter().map(|c| c.arguments.as_str()))
+    });
+    req.system.iter().map(String::as_str).chain(messages)
 }

@@ -29,10 +29,10 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use keel_config::{ModelConfig, OnFailure};
-use keel_core::{CallContext, Error};
+use keel_core::{CallContext, Error, ErrorKind};
 use keel_policy::schema::Schema;
 use keel_protocol::chat::{
-    Assembler, ChatRequest, ChatResponse, FinishReason, ResponseFormat, Usage,
+    Assembler, ChatRequest, ChatResponse, FinishReason, Message, ResponseFormat, Role, Usage,
 };
 use keel_protocol::{openai, tokens};
 use keel_resilience::admission::Permit;
@@ -75,6 +75,13 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
         return failed(front, rec, &Error::model_not_found(&req.model));
     };
     rec.capture(model.capture);
+    // The guardrails of the model the client asked for, whatever model
+    // `on_oversize` or a `route` action then sends the request to.
+    let guards = model
+        .guardrails
+        .as_ref()
+        .and_then(|name| gw.inner.guards.get(name))
+        .cloned();
     let key = rec.key.clone();
     let (mut model, counted) =
         match admit_chat(&gw, model, key.as_deref(), &mut req, &mut rec).await {
@@ -82,11 +89,6 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
             Err(e) => return failed(front, rec, &e),
         };
     // 4. guard input
-    let guards = model
-        .guardrails
-        .as_ref()
-        .and_then(|name| gw.inner.guards.get(name))
-        .cloned();
     let mut restore_map = Vec::new();
     if let Some(set) = &guards {
         match guard::input(&gw, set, &mut req, &mut rec.trail.verdicts).await {
@@ -98,7 +100,12 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
                     model = stricter;
                 }
             }
-            Err(e) => return failed(front, rec, &e),
+            Err(e) => {
+                let fired: Vec<_> = guard::header(&rec.trail.verdicts).into_iter().collect();
+                let mut response = failed(front, rec, &e);
+                set_headers(&mut response, &fired);
+                return response;
+            }
         }
         rec.phase("guard");
     }
@@ -116,7 +123,7 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
         let within = deadline.saturating_duration_since(Instant::now());
         let validated = (model.validate_output
             && matches!(req.response_format, Some(ResponseFormat::JsonSchema { .. })))
-            || guards.as_ref().is_some_and(|g| g.loops());
+            || guards.as_ref().is_some_and(|g| g.whole());
         // Validation may re-ask every link of the chain.
         let calls = if validated {
             (model.max_reasks + 1)
@@ -130,7 +137,9 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
             Err(e) => return failed(front, rec, &e),
         }
     }
-    // 7. attempt
+    // 7. attempt (`looped`: through the validation loop, which ran the
+    // synchronous output checks)
+    let mut looped = false;
     let result = match (&hit, &req.response_format) {
         (Some(answer), _) => {
             rec.data.cache_hit = true;
@@ -147,8 +156,9 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
         // 8. validate output, when the route opted in or an output
         // guardrail may re-ask or fall back.
         (None, format)
-            if validates(model, format).is_some() || guards.as_ref().is_some_and(|g| g.loops()) =>
+            if validates(model, format).is_some() || guards.as_ref().is_some_and(|g| g.whole()) =>
         {
+            looped = true;
             let schema = validates(model, format);
             rec.trail.subject = if schema.is_some() {
                 "response_format"
@@ -173,7 +183,11 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
     let mut held: Held = vec![Box::new(permit)];
     let (served, degraded) = match result {
         Ok(served) => (served, None),
-        Err(e) => match degrade(&gw, model, &req, &rec) {
+        // An answer a guardrail refused is not replaced by a stale one.
+        Err(e) => match (e.kind != ErrorKind::OutputBlocked)
+            .then(|| degrade(&gw, model, &req, &rec))
+            .flatten()
+        {
             Some((served, how)) => (served, Some(how)),
             None => {
                 let mut response = failed(front, rec, &e);
@@ -218,24 +232,45 @@ pub(crate) async fn chat(gw: Gateway, front: Front, headers: HeaderMap, body: Bo
                 && degraded.is_none()
             {
                 let system = req.system.join("\n");
-                let only_async = set.loops() && hit.is_none();
-                let checked = guard::output_whole(
-                    &gw,
-                    set,
-                    &resp.text,
-                    &system,
-                    only_async,
-                    &restore_map,
-                    &mut rec.trail.verdicts,
-                )
-                .await;
-                match checked {
-                    Ok(text) => resp.text = text,
-                    Err(e) => {
-                        let mut response = failed(front, rec, &e);
-                        set_headers(&mut response, &[("x-keel-attempts", count.to_string())]);
-                        return response;
+                // The text and every tool call's arguments.
+                // (The loop ran the synchronous checks on the text; tool
+                // calls get every check here.)
+                let mut pieces: Vec<(&mut String, bool)> = vec![(&mut resp.text, looped)];
+                pieces.extend(
+                    resp.tool_calls
+                        .iter_mut()
+                        .map(|c| (&mut c.arguments, false)),
+                );
+                let mut refused = None;
+                for (piece, only_async) in pieces {
+                    let verdicts = &mut rec.trail.verdicts;
+                    match guard::output_whole(
+                        &gw,
+                        set,
+                        piece,
+                        &system,
+                        only_async,
+                        &restore_map,
+                        verdicts,
+                    )
+                    .await
+                    {
+                        Ok(text) => *piece = text,
+                        Err(e) => {
+                            refused = Some(e);
+                            break;
+                        }
                     }
+                }
+                if let Some(e) = refused {
+                    // The refused answer was paid for.
+                    rec.usage = resp.usage;
+                    let mut fired: Vec<_> =
+                        guard::header(&rec.trail.verdicts).into_iter().collect();
+                    fired.push(("x-keel-attempts", count.to_string()));
+                    let mut response = failed(front, rec, &e);
+                    set_headers(&mut response, &fired);
+                    return response;
                 }
             }
             names.extend(guard::header(&rec.trail.verdicts));
@@ -341,6 +376,24 @@ pub(crate) async fn embeddings(gw: Gateway, headers: HeaderMap, body: Body) -> R
             .ok_or_else(|| Error::model_not_found(&req.model))?;
         rec.capture(model.capture);
         auth::allow(rec.key.as_deref(), &model.name)?;
+        // The model's input guardrails read every input (block, redact,
+        // flag; there is no answer to restore into, nor another route).
+        if let Some(set) = model
+            .guardrails
+            .as_ref()
+            .and_then(|n| gw.inner.guards.get(n))
+        {
+            let mut texts = ChatRequest {
+                messages: req
+                    .input
+                    .iter()
+                    .map(|t| Message::text(Role::User, t.clone()))
+                    .collect(),
+                ..ChatRequest::default()
+            };
+            guard::input(&gw, set, &mut texts, &mut rec.trail.verdicts).await?;
+            req.input = texts.messages.iter().map(Message::joined_text).collect();
+        }
         let (target, up) = model
             .targets()
             .find_map(|t| gw.inner.upstreams.get(&t.provider).map(|up| (t, up)))
@@ -385,6 +438,7 @@ pub(crate) async fn embeddings(gw: Gateway, headers: HeaderMap, body: Body) -> R
                 ..Usage::default()
             };
             let cost = cost_header(&rec);
+            let guarded = guard::header(&rec.trail.verdicts);
             rec.ok();
             let mut response = json_holding(
                 openai::encode_embeddings_response(&resp, base64),
@@ -398,6 +452,7 @@ pub(crate) async fn embeddings(gw: Gateway, headers: HeaderMap, body: Body) -> R
                 ]
                 .into_iter()
                 .chain(cost)
+                .chain(guarded)
                 .collect::<Vec<_>>(),
             );
             response
@@ -468,13 +523,20 @@ async fn validated(
     match result {
         Ok(accepted) => {
             let mut response = accepted.response;
-            // The validated (possibly repaired) JSON, or the guarded text,
-            // not the raw reply.
-            response.text = match accepted.value {
-                serde_json::Value::String(text) if schema.is_none() => text,
-                value => value.to_string(),
-            };
-            response.tool_calls.clear();
+            match (schema.is_some(), accepted.value) {
+                // The validated (possibly repaired) JSON, not the raw reply.
+                (true, value) => {
+                    response.text = value.to_string();
+                    response.tool_calls.clear();
+                }
+                // Guardrails alone: the answer as it came (tool calls kept;
+                // the output checks run on them after the loop), its text
+                // as the checks left it.
+                (false, serde_json::Value::String(text)) if response.tool_calls.is_empty() => {
+                    response.text = text;
+                }
+                (false, _) => {}
+            }
             response.usage = accepted.usage;
             Ok(Served {
                 provider: accepted.provider,

@@ -18,7 +18,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Handshakes in progress at most: a flood of connections that never
+/// handshake holds this many sockets, not every file descriptor.
+const HANDSHAKING: usize = 1024;
 /// Finished handshakes waiting for the server to take them.
 const READY: usize = 1024;
 
@@ -57,9 +60,20 @@ impl TlsListener {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(READY);
         let acceptor = TlsAcceptor::from(config);
+        let slots = Arc::new(tokio::sync::Semaphore::new(HANDSHAKING));
         tokio::spawn(async move {
             loop {
-                let (stream, peer) = match tcp.accept().await {
+                // Stops (and closes the port) once the server drops its end.
+                let next = async {
+                    let slot = slots.clone().acquire_owned().await;
+                    (slot, tcp.accept().await)
+                };
+                let (slot, accepted) = tokio::select! {
+                    () = tx.closed() => return,
+                    next = next => next,
+                };
+                let Ok(slot) = slot else { return };
+                let (stream, peer) = match accepted {
                     Ok(conn) => conn,
                     Err(e) => {
                         // Out of file descriptors and the like: wait, retry.
@@ -68,12 +82,10 @@ impl TlsListener {
                         continue;
                     }
                 };
-                if tx.is_closed() {
-                    return;
-                }
                 let _ = stream.set_nodelay(true);
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
+                    let _slot = slot;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;

@@ -56,6 +56,46 @@ pub(super) fn guardrails(
         .collect()
 }
 
+/// The first field set that the check's kind and action do not take.
+fn unused(raw: &RawGuardCheck) -> Option<&'static str> {
+    let takes: &[&str] = match raw.check.as_str() {
+        "pii" => &["entities"],
+        "injection" => &["threshold"],
+        "system_prompt_leak" => &["min_overlap"],
+        "denied_terms" => &["terms", "patterns", "max_distance"],
+        "max_length" => &["max_chars"],
+        "regex" => &["name", "pattern"],
+        "webhook" => &["url", "timeout", "fail_open"],
+        "forbidden_json" => &["rules"],
+        _ => &[],
+    };
+    let by_action: &[&str] = match raw.action.as_str() {
+        "redact" => &["restore"],
+        "route" => &["model"],
+        _ => &[],
+    };
+    let set = [
+        ("entities", raw.entities.is_some()),
+        ("threshold", raw.threshold.is_some()),
+        ("min_overlap", raw.min_overlap.is_some()),
+        ("terms", raw.terms.is_some()),
+        ("patterns", raw.patterns.is_some()),
+        ("max_distance", raw.max_distance.is_some()),
+        ("max_chars", raw.max_chars.is_some()),
+        ("name", raw.name.is_some()),
+        ("pattern", raw.pattern.is_some()),
+        ("url", raw.url.is_some()),
+        ("timeout", raw.timeout.is_some()),
+        ("fail_open", raw.fail_open.is_some()),
+        ("rules", raw.rules.is_some()),
+        ("restore", raw.restore.is_some()),
+        ("model", raw.model.is_some()),
+    ];
+    set.into_iter()
+        .find(|(field, given)| *given && !takes.contains(field) && !by_action.contains(field))
+        .map(|(field, _)| field)
+}
+
 fn check(
     raw: RawGuardCheck,
     side: Side,
@@ -214,6 +254,25 @@ fn check(
         (GuardAction::Route { .. }, Side::Output) => Some("route acts on input only"),
         _ => None,
     };
+    if matches!(kind, CheckKind::Webhook { .. })
+        && matches!(action, GuardAction::Reask | GuardAction::Fallback)
+    {
+        bad(
+            "action",
+            "a webhook check can block or flag: reask and fallback need a check that runs inside the validation loop".to_owned(),
+        );
+        return None;
+    }
+    if let Some(field) = unused(&raw) {
+        bad(
+            field,
+            format!(
+                "`{field}` does not apply to check `{}` with action `{}`",
+                raw.check, raw.action
+            ),
+        );
+        return None;
+    }
     let output_only = matches!(
         kind,
         CheckKind::SystemPromptLeak { .. } | CheckKind::Refusal | CheckKind::ForbiddenJson { .. }

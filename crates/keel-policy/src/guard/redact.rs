@@ -73,6 +73,9 @@ pub fn redact_avoiding(text: &str, findings: &[Finding], taken: &[(String, Strin
         }
     }
 
+    // Placeholder-shaped tokens already in the text, read once: a text full
+    // of `[EMAIL_1][EMAIL_2]…` must not make numbering quadratic.
+    let present = bracketed(text);
     let mut out = String::with_capacity(text.len());
     let mut restore: Vec<(String, String)> = Vec::new();
     let mut by_original: HashMap<&str, usize> = HashMap::new();
@@ -90,7 +93,9 @@ pub fn redact_avoiding(text: &str, findings: &[Finding], taken: &[(String, Strin
                 let placeholder = loop {
                     *counter += 1;
                     let candidate = format!("[{kind}_{counter}]");
-                    if !text.contains(&candidate) && !taken.iter().any(|(p, _)| *p == candidate) {
+                    if !present.contains(candidate.as_str())
+                        && !taken.iter().any(|(p, _)| *p == candidate)
+                    {
                         break candidate;
                     }
                 };
@@ -106,6 +111,27 @@ pub fn redact_avoiding(text: &str, findings: &[Finding], taken: &[(String, Strin
     }
     out.push_str(text.get(at..).unwrap_or(""));
     Redacted { text: out, restore }
+}
+
+/// Every `[…]` of at most 64 bytes in `text` (placeholders among them).
+fn bracketed(text: &str) -> std::collections::HashSet<&str> {
+    let mut found = std::collections::HashSet::new();
+    for (open, _) in text.match_indices('[') {
+        let Some(rest) = text.get(open..) else {
+            continue;
+        };
+        let close = rest
+            .char_indices()
+            .take_while(|(i, _)| *i < 64)
+            .find(|(_, c)| *c == ']')
+            .map(|(i, _)| i);
+        if let Some(close) = close
+            && let Some(token) = rest.get(..=close)
+        {
+            found.insert(token);
+        }
+    }
+    found
 }
 
 /// Puts originals back where their placeholders appear (in model output,

@@ -550,3 +550,43 @@ async fn fallback_flag_and_route_through_every_front_door() {
         assert_eq!(resp.headers()["x-keel-model"], "safe-model", "{path}");
     }
 }
+
+/// Embeddings pass their model's input checks too: a secret blocks (no
+/// upstream call), personal data is redacted before it is embedded.
+#[tokio::test]
+async fn embeddings_pass_their_model_s_input_checks() {
+    let (server, sim) = keel_testkit::sim(SimConfig::default()).await;
+    let keel = keel_testkit::keel(&format!(
+        r#"
+        [guardrails.g]
+        input = [{{ check = "secrets", action = "block" }}, {{ check = "pii", action = "redact" }}]
+        [providers.up]
+        kind = "openai"
+        base_url = "{}/v1"
+        [models.emb]
+        targets = [{{ provider = "up", model = "e" }}]
+        guardrails = "g"
+        "#,
+        server.url()
+    ))
+    .await;
+    let embed = |input: &'static str| {
+        let base = keel.url();
+        async move {
+            post_json(
+                &base,
+                "/v1/embeddings",
+                &json!({"model": "emb", "input": [input]}),
+                &[],
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let resp = embed("token ghp_abcdefghijklmnopqrstuvwxyz0123456789").await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(sim.stats().requests, 0);
+    let resp = embed("mail me at jane.doe@example.com").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-keel-guardrails"], "pii=redacted");
+}
