@@ -11,7 +11,7 @@ use keel_config::{Config, FaultRule, Issue, ProviderKind, Severity, SimConfig};
 use tokio::net::TcpListener;
 
 use crate::logging::LogFormat;
-use crate::{inspect, keys};
+use crate::{guard_bench, inspect, keys};
 
 /// The default config, built in so `keel serve` works from any directory.
 const DEFAULT_CONFIG: &str = include_str!("../../../keel.toml");
@@ -124,6 +124,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Guardrail tools.
+    Guard {
+        #[command(subcommand)]
+        command: GuardCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +137,16 @@ enum ConfigCommand {
     Check {
         #[arg(default_value = "keel.toml")]
         path: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GuardCommand {
+    /// Measure the guardrail detectors on a labelled dataset: precision,
+    /// recall, false-positive rate and throughput per check.
+    Bench {
+        #[command(flatten)]
+        options: guard_bench::Options,
     },
 }
 
@@ -153,6 +168,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config {
             command: ConfigCommand::Check { path },
         } => Ok(check(&path)),
+        Command::Guard {
+            command: GuardCommand::Bench { options },
+        } => guard_bench::run(&options).map(|()| ExitCode::SUCCESS),
         Command::Serve { config, listen, db } => runtime()?.block_on(serve(config, listen, db)),
         Command::Logs {
             source,

@@ -4,11 +4,13 @@
 //! - `keel sim`: run the provider simulator as an HTTP upstream;
 //! - `keel call`: call a configured function in process;
 //! - `keel logs`, `keel show`, `keel stats`: read the request log;
-//! - `keel config check`: validate a config and list every problem.
+//! - `keel config check`: validate a config and list every problem;
+//! - `keel guard bench`: measure the guardrail detectors on a labelled dataset.
 //!
 //! `anyhow` lives here only; the libraries return typed errors.
 
 mod cli;
+mod guard_bench;
 mod inspect;
 mod keys;
 mod logging;
