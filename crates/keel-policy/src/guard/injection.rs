@@ -97,7 +97,7 @@ const PATTERNS: &[Pattern] = &[
         OVERRIDE,
         "ignore previous instructions",
         0.9,
-        r"\b(?:ignore|disregard|forget|bypass|override|neglect|discard|abandon) (?:(?:all|any|every|each|the|your|my|these|those|of|everything|what|that|you|were|was|have|been|told|given) )*(?:previous|prior|above|preceding|earlier|foregoing|former|initial|original|old|past|system|developer|hidden)(?: [a-z]+)? (?:instructions?|prompts?|rules?|directives?|guidelines?|commands?|guidance|constraints?|programming|restrictions?|polic(?:y|ies))\b",
+        r"\b(?:ignore|disregard|forget|bypass|override|neglect|discard|abandon) (?:(?:all|any|every|each|the|your|my|these|those|of|everything|what|that|you|were|was|have|been|told|given) )*(?:previous|prior|above|preceding|earlier|foregoing|former|initial|original|old|past|system|developer|hidden)(?: and (?:following|subsequent|next))?(?: [a-z]+)? (?:instructions?|directions?|prompts?|rules?|directives?|guidelines?|commands?|guidance|constraints?|programming|restrictions?|polic(?:y|ies))\b",
     ),
     p(
         OVERRIDE,
@@ -152,7 +152,7 @@ const PATTERNS: &[Pattern] = &[
         ROLE_PLAY,
         "you are DAN",
         0.9,
-        r"\b(?:you are|you're|youre|act as|pretend to be|become|roleplay as|role-play as|play the role of|you will be|you will act as|now you are) (?:now |going to be |going to act as )?(?:a |an |the )?dan\b",
+        r"\b(?:you are|you're|youre|act as|pretend to be|become|roleplay as|role-play as|play the role of|you will be|you will act as|now you are) (?:now |going to be |going to act as )?(?:a |an |the )?(?:dan|dude|stan|aim|mongo tom|evilbot|anti-?dan)\b",
     ),
     p(ROLE_PLAY, "do anything now", 0.85, r"\bdo anything now\b"),
     p(
@@ -227,7 +227,7 @@ const PATTERNS: &[Pattern] = &[
         EXTRACTION,
         "reveal your system prompt",
         0.8,
-        r"\b(?:repeat|print|reveal|show|display|output|tell me|give me|write out|write down|list|dump|leak|share|spell out|recite|echo|return|paste|copy|expose|disclose|provide|send me) (?:me |us )?(?:back )?(?:(?:all|the|your|of|exact|full|entire|complete|verbatim|original|hidden|secret|initial|raw|whole|current) )*(?:system (?:prompt|message|instructions?)|initial (?:instructions|prompt)|original (?:instructions|prompt)|hidden (?:instructions|prompt)|secret (?:instructions|prompt)|pre-?prompt|developer (?:message|prompt|instructions)|(?:instructions|prompt|rules) (?:you were|you've been|you have been) given)\b",
+        r"\b(?:repeat|print|reveal|show|display|output|tell me|give me|write out|write down|list|dump|leak|share|spell out|recite|echo|return|paste|copy|expose|disclose|provide|send me) (?:me |us )?(?:back )?(?:(?:all|the|your|of|exact|full|entire|complete|verbatim|original|hidden|secret|initial|raw|whole|current|everything|text|words|contents?) )*(?:(?:in|of|from) (?:the |your )?)?(?:system (?:prompt|message|instructions?)|initial (?:instructions|prompt)|original (?:instructions|prompt)|hidden (?:instructions|prompt)|secret (?:instructions|prompt)|pre-?prompt|developer (?:message|prompt|instructions)|(?:instructions|prompt|rules) (?:you were|you've been|you have been) given)\b",
     ),
     p(
         EXTRACTION,

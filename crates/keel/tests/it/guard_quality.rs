@@ -118,7 +118,7 @@ fn guard_detectors_stay_above_their_measured_floors() {
         );
     }
 
-    // Injection: precision 100% (166/166), recall 37.6% (166/442), FPR 0.0%
+    // Injection: precision 100% (178/178), recall 40.3% (178/442), FPR 0.0%
     // (0/576). Recall is low on the in-the-wild and template jailbreaks
     // (about 1 in 3): role-play personas other than DAN, and phrasings no
     // pattern anticipates.
