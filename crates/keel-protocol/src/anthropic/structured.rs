@@ -62,6 +62,13 @@ impl StructuredStream {
     }
 
     /// Maps one event; `None` drops it.
+    fn renumber(&self, index: u32) -> u32 {
+        match self.index {
+            Some(forced) if index > forced => index - 1,
+            _ => index,
+        }
+    }
+
     pub fn map(&mut self, ev: StreamEvent) -> Option<StreamEvent> {
         match ev {
             StreamEvent::ToolCallStart {
@@ -76,6 +83,17 @@ impl StructuredStream {
             StreamEvent::Finish(FinishReason::ToolCalls) if self.index.is_some() => {
                 Some(StreamEvent::Finish(FinishReason::Stop))
             }
+            // The forced call became text: the calls after it move down one,
+            // so calls stay numbered from 0 without a gap.
+            StreamEvent::ToolCallStart { index, id, name } => Some(StreamEvent::ToolCallStart {
+                index: self.renumber(index),
+                id,
+                name,
+            }),
+            StreamEvent::ToolCallDelta { index, arguments } => Some(StreamEvent::ToolCallDelta {
+                index: self.renumber(index),
+                arguments,
+            }),
             other => Some(other),
         }
     }
@@ -86,6 +104,43 @@ mod tests {
     use super::*;
     use crate::chat::{ToolCall, Usage};
     use serde_json::json;
+
+    /// Found by fuzzing: the forced call turned into text leaves no gap in
+    /// the numbering of the calls after it.
+    #[test]
+    fn calls_after_the_forced_one_move_down() {
+        let mut stream = StructuredStream {
+            tool: "out".to_owned(),
+            index: None,
+        };
+        let start = |index, name: &str| StreamEvent::ToolCallStart {
+            index,
+            id: format!("t{index}"),
+            name: name.to_owned(),
+        };
+        assert_eq!(stream.map(start(0, "out")), None);
+        assert_eq!(
+            stream.map(start(1, "out")),
+            Some(start(0, "out")).map(|e| match e {
+                StreamEvent::ToolCallStart { name, .. } => StreamEvent::ToolCallStart {
+                    index: 0,
+                    id: "t1".to_owned(),
+                    name,
+                },
+                other => other,
+            })
+        );
+        assert_eq!(
+            stream.map(StreamEvent::ToolCallDelta {
+                index: 1,
+                arguments: "{}".to_owned()
+            }),
+            Some(StreamEvent::ToolCallDelta {
+                index: 0,
+                arguments: "{}".to_owned()
+            })
+        );
+    }
 
     #[test]
     fn the_forced_tool_comes_back_as_text_whole_or_streamed() {

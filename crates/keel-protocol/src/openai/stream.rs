@@ -190,7 +190,8 @@ fn write_json<T: Serialize>(out: &mut Vec<u8>, value: &T) {
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
     started: bool,
-    /// Tool-call indices already announced with `ToolCallStart`.
+    /// The upstream's index of each call announced with `ToolCallStart`,
+    /// at keel's index (the order they started).
     tools_seen: Vec<u32>,
 }
 
@@ -289,19 +290,27 @@ impl StreamDecoder {
                 }
             }
             for (pos, call) in delta.tool_calls.unwrap_or_default().into_iter().enumerate() {
-                let index = call.index.unwrap_or(u32::try_from(pos).unwrap_or(u32::MAX));
+                // The upstream's index names a call; keel numbers calls from
+                // 0 in the order they start (`StreamEvent::ToolCallStart`),
+                // whatever numbers the upstream used.
+                let theirs = call.index.unwrap_or(u32::try_from(pos).unwrap_or(u32::MAX));
                 let (name, arguments) = call
                     .function
                     .map(|f| (f.name, f.arguments))
                     .unwrap_or_default();
-                if !self.tools_seen.contains(&index) {
-                    self.tools_seen.push(index);
-                    out.push(StreamEvent::ToolCallStart {
-                        index,
-                        id: call.id.unwrap_or_default(),
-                        name: name.unwrap_or_default(),
-                    });
-                }
+                let index = match self.tools_seen.iter().position(|t| *t == theirs) {
+                    Some(ours) => u32::try_from(ours).unwrap_or(u32::MAX),
+                    None => {
+                        let ours = u32::try_from(self.tools_seen.len()).unwrap_or(u32::MAX);
+                        self.tools_seen.push(theirs);
+                        out.push(StreamEvent::ToolCallStart {
+                            index: ours,
+                            id: call.id.unwrap_or_default(),
+                            name: name.unwrap_or_default(),
+                        });
+                        ours
+                    }
+                };
                 if let Some(arguments) = arguments.filter(|a| !a.is_empty()) {
                     out.push(StreamEvent::ToolCallDelta { index, arguments });
                 }

@@ -287,6 +287,34 @@ fn openai_tool_stream_reassembles_arguments() {
     );
 }
 
+/// Found by the `stream_translate` fuzz target: an upstream that numbers
+/// its tool calls from 1 (or out of order) must still give calls counted
+/// from 0 in the order they start, or the cached copy of the answer loses
+/// their arguments.
+#[test]
+fn openai_tool_calls_are_numbered_from_zero_whatever_the_upstream_says() {
+    let chunk = |index: u32, id: &str, args: &str| {
+        format!(
+            r#"data: {{"id":"c","model":"m","choices":[{{"index":0,"delta":{{"tool_calls":[{{"index":{index},"id":"{id}","type":"function","function":{{"name":"f","arguments":"{args}"}}}}]}}}}]}}"#
+        ) + "\n\n"
+    };
+    let body =
+        chunk(7, "second", "") + &chunk(3, "first", "") + &chunk(7, "", "{}") + "data: [DONE]\n\n";
+    let events = decode_openai_stream(&body);
+    let starts: Vec<(u32, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::ToolCallStart { index, id, .. } => Some((*index, id.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts, [(0, "second".to_owned()), (1, "first".to_owned())]);
+    assert!(events.contains(&StreamEvent::ToolCallDelta {
+        index: 0,
+        arguments: "{}".to_owned()
+    }));
+}
+
 #[test]
 fn anthropic_tool_stream_reassembles_arguments_and_counts_cached_input() {
     let events = decode_anthropic_stream(ANTHROPIC_TOOLS);
