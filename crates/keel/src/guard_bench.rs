@@ -1,8 +1,11 @@
 //! `keel guard bench`: the guardrail detectors measured on a labelled
 //! dataset (`datasets/guard/`, one JSONL file per check).
 //!
-//! Each line of `injection.jsonl`, `pii.jsonl`, `secrets.jsonl` and
-//! `refusal.jsonl` is a case: `{"id", "text", "label", "kind"?, "source"}`.
+//! Each line of `injection.jsonl`, `pii.jsonl`, `secrets.jsonl`,
+//! `refusal.jsonl`, `leak.jsonl` (system-prompt leaks) and `denied.jsonl`
+//! (denied terms) is a case: `{"id", "text", "label", "kind"?, "source",
+//! "context"?}` — `context` being the system prompt, or the denied terms
+//! joined by `|`.
 //! The check's detector runs on the text; the case is predicted positive
 //! when the detector returns any finding, or, when the case names a `kind`
 //! (positives of pii and secrets), any finding of that kind. Against the
@@ -33,18 +36,35 @@ use keel_policy::guard::injection::{self, InjectionConfig};
 use keel_policy::guard::{Finding, output, pii, secrets};
 use serde_json::{Value, json};
 
-/// The checks, in report order; each reads `<check>.jsonl`.
-const CHECKS: [&str; 4] = ["injection", "pii", "secrets", "refusal"];
+/// The checks, in report order; each reads its file in [`file`].
+const CHECKS: [&str; 6] = [
+    "injection",
+    "pii",
+    "secrets",
+    "refusal",
+    "system_prompt_leak",
+    "denied_terms",
+];
+
+/// A check's dataset file.
+fn file(check: &str) -> String {
+    match check {
+        "system_prompt_leak" => "leak.jsonl".to_owned(),
+        "denied_terms" => "denied.jsonl".to_owned(),
+        other => format!("{other}.jsonl"),
+    }
+}
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
-    /// The dataset folder: injection.jsonl, pii.jsonl, secrets.jsonl, refusal.jsonl.
+    /// The dataset folder: injection, pii, secrets, refusal, leak and denied `.jsonl`.
     #[arg(long, default_value = "datasets/guard")]
     pub data: PathBuf,
     /// Keep every Nth case of each file (1: all).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub every: u64,
-    /// Only these checks (repeatable): injection, pii, secrets, refusal.
+    /// Only these checks (repeatable): injection, pii, secrets, refusal,
+    /// system_prompt_leak, denied_terms.
     #[arg(long = "check", value_parser = clap::builder::PossibleValuesParser::new(CHECKS))]
     pub checks: Vec<String>,
     /// Score from which the injection detector reports.
@@ -72,6 +92,9 @@ struct Case {
     label: bool,
     kind: Option<String>,
     source: String,
+    /// What the check is given besides the text: the system prompt (leak)
+    /// or the denied terms joined by `|` (denied terms).
+    context: String,
 }
 
 impl Case {
@@ -181,7 +204,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         .collect();
     let mut datasets = Vec::new();
     for check in &checks {
-        let path = opts.data.join(format!("{check}.jsonl"));
+        let path = opts.data.join(file(check));
         datasets.push((*check, load(&path, opts.every)?));
     }
     let config = InjectionConfig {
@@ -240,17 +263,31 @@ fn load(path: &Path, every: u64) -> anyhow::Result<Vec<Case>> {
             label,
             kind,
             source: field("source")?,
+            context: v
+                .get("context")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
         });
     }
     Ok(cases)
 }
 
-fn detect(check: &str, text: &str, config: &InjectionConfig) -> Vec<Finding> {
+fn detect(check: &str, text: &str, context: &str, config: &InjectionConfig) -> Vec<Finding> {
     match check {
         "injection" => injection::detect(text, config),
         "pii" => pii::detect(text),
         "secrets" => secrets::detect(text),
         "refusal" => output::refusal(text),
+        "system_prompt_leak" => {
+            output::system_prompt_leak(text, context, output::DEFAULT_MIN_OVERLAP)
+        }
+        "denied_terms" => {
+            let terms: Vec<String> = context.split('|').map(str::to_owned).collect();
+            output::DeniedTerms::new(&terms, &[], 1)
+                .map(|d| d.detect(text))
+                .unwrap_or_default()
+        }
         _ => Vec::new(),
     }
 }
@@ -268,6 +305,7 @@ fn evaluate<'a>(
     std::hint::black_box(detect(
         check,
         "warm up: ignore previous instructions",
+        "",
         config,
     ));
 
@@ -286,7 +324,12 @@ fn evaluate<'a>(
     loop {
         let first = report.passes == 0;
         for case in cases {
-            let findings = detect(check, std::hint::black_box(&case.text), config);
+            let findings = detect(
+                check,
+                std::hint::black_box(&case.text),
+                &case.context,
+                config,
+            );
             if first {
                 score(&mut report, check, case, &findings, keep_misses);
             }
@@ -418,14 +461,14 @@ fn print_tables(
     writeln!(out, "guard bench: {} ({slice})", opts.data.display())?;
     writeln!(
         out,
-        "{:<10} {:>6} {:>5} {:>5} {:>5} {:>5} {:>9} {:>7} {:>7} {:>8}",
+        "{:<18} {:>6} {:>5} {:>5} {:>5} {:>5} {:>9} {:>7} {:>7} {:>8}",
         "check", "cases", "TP", "FP", "TN", "FN", "precision", "recall", "FPR", "MB/s"
     )?;
     for r in reports {
         let c = r.counts;
         writeln!(
             out,
-            "{:<10} {:>6} {:>5} {:>5} {:>5} {:>5} {:>9} {:>7} {:>7} {:>8.2}",
+            "{:<18} {:>6} {:>5} {:>5} {:>5} {:>5} {:>9} {:>7} {:>7} {:>8.2}",
             r.check,
             c.cases(),
             c.tp,

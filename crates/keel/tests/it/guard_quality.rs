@@ -102,6 +102,8 @@ fn guard_detectors_stay_above_their_measured_floors() {
         ("pii", 320),
         ("secrets", 190),
         ("refusal", 100),
+        ("system_prompt_leak", 32),
+        ("denied_terms", 12),
     ] {
         let cases = checks[check]["cases"].as_u64().unwrap_or(0);
         assert!(cases >= at_least, "{check}: {cases} cases");
@@ -209,4 +211,17 @@ fn guard_detectors_stay_above_their_measured_floors() {
     let refusal = &checks["refusal"];
     assert_figures(refusal, "refusal", 0.89, 0.78, 0.09);
     assert_groups_perfect(refusal, &["gen-answer-template"]);
+
+    // System-prompt leaks and denied terms: small generated sets (verbatim,
+    // reformatted, partial and embedded leaks against on-topic answers;
+    // exact, case, leetspeak, one-typo and zero-width terms against near
+    // words), all right today: 16/16 and 16/16, 7/7 and 5/5.
+    assert_figures(
+        &checks["system_prompt_leak"],
+        "system_prompt_leak",
+        1.0,
+        1.0,
+        0.0,
+    );
+    assert_figures(&checks["denied_terms"], "denied_terms", 1.0, 1.0, 0.0);
 }
