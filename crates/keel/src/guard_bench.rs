@@ -580,6 +580,7 @@ mod tests {
             label: true,
             kind: None,
             source: String::new(),
+            context: String::new(),
         };
         assert_eq!(
             case("pii-card-luhn-invalid-0003").group("pii"),
