@@ -19,6 +19,7 @@ use keel_config::Budget;
 use keel_policy::ledger::{Micros, Settled};
 use serde_json::json;
 
+use crate::pipeline::unix_ms;
 use crate::state::Gateway;
 
 /// Tries per alert.
@@ -66,9 +67,7 @@ pub(crate) fn fire(gw: &Gateway, scope: &str, budget: &Budget, threshold: f64, s
         "spent_usd": spent_usd,
         "limit_usd": budget.usd,
         "period": budget.period.to_string(),
-        "time_ms": SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis()),
+        "time_ms": unix_ms(SystemTime::now()),
     });
     let client = gw.inner.http.clone();
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {

@@ -22,6 +22,7 @@ use keel_policy::cache::ResponseCache;
 use keel_protocol::chat::{ChatRequest, ChatResponse};
 use serde::{Deserialize, Serialize};
 
+use crate::pipeline::unix_ms;
 use crate::state::Gateway;
 
 /// TTL for `x-keel-cache: use` on a route with no `cache_ttl`.
@@ -113,7 +114,7 @@ pub(crate) async fn lookup(gw: &Gateway, c: &Caching) -> Result<Option<Arc<ChatR
     let Some(stored) = bytes.and_then(|b| serde_json::from_slice::<Stored>(&b).ok()) else {
         return Ok(None);
     };
-    let age = Duration::from_millis(unix_ms().saturating_sub(stored.stored_ms));
+    let age = Duration::from_millis(unix_ms(SystemTime::now()).saturating_sub(stored.stored_ms));
     Ok(c.max_age
         .is_none_or(|max| age <= max)
         .then(|| Arc::new(stored.response)))
@@ -132,7 +133,7 @@ pub(crate) fn store(gw: &Gateway, c: &Caching, answer: ChatResponse) {
         return;
     };
     let Ok(bytes) = serde_json::to_vec(&Stored {
-        stored_ms: unix_ms(),
+        stored_ms: unix_ms(SystemTime::now()),
         response: answer,
     }) else {
         return;
@@ -144,10 +145,4 @@ pub(crate) fn store(gw: &Gateway, c: &Caching, answer: ChatResponse) {
             tracing::debug!(error = %e, "shared cache unreachable: answer not stored");
         }
     });
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -38,6 +38,7 @@ use keel_store::{Store, StoreError, VirtualKey};
 use tokio::sync::OnceCell;
 use tokio_util::task::TaskTracker;
 
+use crate::pipeline::unix_ms;
 use crate::state::Gateway;
 use crate::{alerts, auth};
 
@@ -463,9 +464,4 @@ fn alert(gw: &Gateway, hold: &Hold, windows: &[ScopeWindow], settled: &[Settled]
             alerts::fire(gw, &window.scope, budget, threshold, s.after);
         }
     }
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
