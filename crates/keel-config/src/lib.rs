@@ -410,6 +410,13 @@ pub struct FunctionConfig {
     pub capture: Option<Capture>,
     /// The `[guardrails.NAME]` set its calls pass (else its model's).
     pub guardrails: Option<String>,
+    /// Sampling temperature sent with every ask (0 to 2); `None`: the
+    /// target's `params`, else the provider's default.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling sent with every ask (0 to 1); `None` as above.
+    pub top_p: Option<f64>,
+    /// The most output tokens per ask (greater than zero); `None` as above.
+    pub max_tokens: Option<u32>,
 }
 
 /// A prompt template: where it came from and its text.

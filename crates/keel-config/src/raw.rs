@@ -276,6 +276,12 @@ pub(crate) struct RawFunction {
     pub capture: Option<Capture>,
     #[serde(default)]
     pub guardrails: Option<String>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

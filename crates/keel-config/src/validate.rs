@@ -619,6 +619,13 @@ fn function_config(
             }
         }
     }
+    // The same bounds as a target's `params`, named under the function.
+    let params = Params {
+        max_tokens: raw.max_tokens,
+        temperature: raw.temperature,
+        top_p: raw.top_p,
+    };
+    check_params(&params, at, issues);
     Some(FunctionConfig {
         name,
         model: raw.model,
@@ -637,6 +644,9 @@ fn function_config(
         forbidden: raw.forbidden,
         capture: raw.capture,
         guardrails: raw.guardrails,
+        temperature: params.temperature,
+        top_p: params.top_p,
+        max_tokens: params.max_tokens,
     })
 }
 
@@ -1066,6 +1076,64 @@ mod tests {
                 "models.b.rate_limit.requests_per_minute",
                 "models.b.on_oversize",
                 "models.a.on_oversize"
+            ]
+        );
+    }
+
+    #[test]
+    fn function_sampling_parameters_are_read_and_bounded() {
+        // Tests run in the crate's directory: any readable file will do as
+        // the prompt (the config reads templates; the server compiles them).
+        let function = |params: &str| {
+            format!(
+                r#"
+                [providers.s]
+                kind = "sim"
+                [models.m]
+                targets = [{{ provider = "s", model = "x" }}]
+                [functions.f]
+                model = "m"
+                user = "Cargo.toml"
+                {params}
+                "#
+            )
+        };
+        let (c, _) = parse(
+            &function(
+                "temperature = 0.2
+top_p = 0.9
+max_tokens = 300",
+            ),
+            &[],
+        )
+        .unwrap();
+        let f = &c.functions["f"];
+        assert_eq!(
+            (f.temperature, f.top_p, f.max_tokens),
+            (Some(0.2), Some(0.9), Some(300))
+        );
+        let (c, _) = parse(&function(""), &[]).unwrap();
+        let f = &c.functions["f"];
+        assert_eq!((f.temperature, f.top_p, f.max_tokens), (None, None, None));
+
+        let err = parse(&function("temperature = 5"), &[]).unwrap_err();
+        assert_eq!(error_locations(&err), ["functions.f.temperature"]);
+        assert!(err.to_string().contains("between 0 and 2"), "{err}");
+        let err = parse(
+            &function(
+                "temperature = -0.1
+top_p = 1.5
+max_tokens = 0",
+            ),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            error_locations(&err),
+            [
+                "functions.f.max_tokens",
+                "functions.f.temperature",
+                "functions.f.top_p"
             ]
         );
     }

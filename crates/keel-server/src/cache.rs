@@ -11,6 +11,10 @@
 //! Only fresh, whole, successful answers are stored (after validation,
 //! never a degraded one, never a stream that did not end well); see the
 //! callers in `pipeline.rs` and `stream.rs`.
+//!
+//! Functions (and so workflows) do not pass this phase: their validation
+//! loop consults the record/replay file — and only it — for every ask
+//! ([`ask_key`], [`replayed`], [`record`]; see `validate.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -21,6 +25,7 @@ use keel_core::Error;
 use keel_policy::cache::ResponseCache;
 use keel_protocol::chat::{ChatRequest, ChatResponse};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::pipeline::unix_ms;
 use crate::state::Gateway;
@@ -84,18 +89,61 @@ struct Stored {
     response: ChatResponse,
 }
 
+/// The record/replay file's answer under `key` (`model`: the alias asked,
+/// for the miss's message): `None` without a file, or on a miss while
+/// recording; `Err` (404 `replay_miss`) on a miss while replaying — the
+/// caller then calls no upstream.
+pub(crate) fn replayed(
+    gw: &Gateway,
+    key: &[u8; 32],
+    model: &str,
+) -> Result<Option<Arc<ChatResponse>>, Error> {
+    let Some(cassette) = &gw.inner.cassette else {
+        return Ok(None);
+    };
+    if let Some(answer) = cassette.get(key) {
+        return Ok(Some(answer));
+    }
+    if cassette.mode() == CassetteMode::Replay {
+        return Err(Error::replay_miss(format!(
+            "no recorded answer for this request to model `{model}` in the replay file; record it first ([cache] mode = \"record\")"
+        )));
+    }
+    Ok(None)
+}
+
+/// Appends a fresh answer to the record file (record mode only, once per
+/// key; a failed write is logged: the request has its answer).
+pub(crate) fn record(gw: &Gateway, key: [u8; 32], model: &str, answer: &ChatResponse) {
+    if let Some(cassette) = &gw.inner.cassette
+        && let Err(e) = cassette.record(key, model, answer)
+    {
+        tracing::error!(error = %e, "could not append to the record file");
+    }
+}
+
+/// The record/replay file's key for one ask of the validation loop: the
+/// ask as built (the alias as asked, re-ask turns included), hashed like
+/// any request. After a link's re-asks ran out, the loop falls back and
+/// asks the first conversation again: asks after the `fallbacks`-th such
+/// fall-back have the count in their key too, so that each round is
+/// recorded and replayed as its own answers rather than the first round's.
+/// (The round, not the link: the file does not say which link answered.)
+pub(crate) fn ask_key(req: &ChatRequest, fallbacks: u32) -> [u8; 32] {
+    let key = ResponseCache::key(req);
+    if fallbacks == 0 {
+        return key;
+    }
+    let mut hash = Sha256::new();
+    hash.update(key);
+    hash.update(format!("fallback:{fallbacks}").as_bytes());
+    hash.finalize().into()
+}
+
 /// The stored answer, if any; `Err` only for a replay miss.
 pub(crate) async fn lookup(gw: &Gateway, c: &Caching) -> Result<Option<Arc<ChatResponse>>, Error> {
-    if let Some(cassette) = &gw.inner.cassette {
-        if let Some(answer) = cassette.get(&c.key) {
-            return Ok(Some(answer));
-        }
-        if cassette.mode() == CassetteMode::Replay {
-            return Err(Error::replay_miss(format!(
-                "no recorded answer for this request to model `{}` in the replay file; record it first ([cache] mode = \"record\")",
-                c.model
-            )));
-        }
+    if let Some(answer) = replayed(gw, &c.key, &c.model)? {
+        return Ok(Some(answer));
     }
     if !c.lookup {
         return Ok(None);
@@ -123,11 +171,7 @@ pub(crate) async fn lookup(gw: &Gateway, c: &Caching) -> Result<Option<Arc<ChatR
 /// Keeps a fresh answer: in the record file (record mode), and in Redis
 /// (written off the request path) or memory.
 pub(crate) fn store(gw: &Gateway, c: &Caching, answer: ChatResponse) {
-    if let Some(cassette) = &gw.inner.cassette
-        && let Err(e) = cassette.record(c.key, &c.model, &answer)
-    {
-        tracing::error!(error = %e, "could not append to the record file");
-    }
+    record(gw, c.key, &c.model, &answer);
     let Some(shared) = gw.inner.shared.clone() else {
         gw.inner.cache.put(c.key, answer, c.ttl);
         return;

@@ -6,6 +6,8 @@
 //! one is re-asked with its precise errors, then fallen back to the next link
 //! of the model's chain, then answered with a typed 422 `output_invalid`.
 //! Unvalidated output is never returned where a schema was promised.
+//! With a record/replay file (`[cache] file`), every ask — re-asks
+//! included — is recorded or replayed on its own (see `validate.rs`).
 
 use std::collections::BTreeMap;
 
@@ -101,16 +103,22 @@ pub struct Meta {
     pub request_id: String,
     pub function: String,
     pub version: String,
+    /// `cache` when the accepted answer was replayed from the record file.
     pub provider: String,
     pub model: String,
-    /// Upstream calls made, every re-ask and fallback included.
+    /// Calls made, every re-ask and fallback included: upstream calls plus
+    /// asks answered from the record/replay file (so that a replay counts
+    /// what the recording did, unless the recording retried a call).
     pub attempts: usize,
+    /// Of `attempts`, the asks answered from the record/replay file.
+    pub replayed: u32,
     pub reasks: u32,
     /// Conservative repairs applied to the accepted output.
     pub repairs: Vec<Repair>,
     pub usage: Usage,
     /// US dollars for every call (re-asks included) at the serving model's
-    /// price; `null` when the model is unpriced.
+    /// price; `null` when the model is unpriced. Replayed answers cost
+    /// nothing (a call answered wholly from the record file costs 0).
     pub cost_usd: Option<f64>,
 }
 
@@ -177,7 +185,11 @@ pub async fn call(
         }
     }
     let deadline = deadline(headers, model);
+    // A workflow's steps share one trail.
     let before = trail.attempts.len();
+    let replayed_before = trail.replayed;
+    let calls =
+        |trail: &Trail| trail.attempts.len() - before + (trail.replayed - replayed_before) as usize;
     let guarded = guard::LoopGuard::new(guards.as_deref(), &first, &restore_map);
     let check = |raw: &str| {
         let (value, repairs) = check(function, raw, &input)?;
@@ -190,6 +202,7 @@ pub async fn call(
         ctx,
         deadline,
         function.config.max_reasks,
+        validate::Replay::PerAsk,
         trail,
         &check,
     )
@@ -221,18 +234,24 @@ pub async fn call(
     match result {
         Ok(accepted) => Ok(FunctionOutput {
             meta: Meta {
-                cost_usd: gw.inner.pricing.cost(
-                    &accepted.model,
-                    u64::from(accepted.usage.input_tokens),
-                    u64::from(accepted.usage.cached_input_tokens),
-                    u64::from(accepted.usage.output_tokens),
-                ),
+                // Like a replayed chat answer: what was replayed is free.
+                cost_usd: if accepted.paid == Usage::default() && accepted.replayed > 0 {
+                    Some(0.0)
+                } else {
+                    gw.inner.pricing.cost(
+                        &accepted.model,
+                        u64::from(accepted.paid.input_tokens),
+                        u64::from(accepted.paid.cached_input_tokens),
+                        u64::from(accepted.paid.output_tokens),
+                    )
+                },
                 request_id: ctx.request_id.clone(),
                 function: name.to_owned(),
                 version: function.version.clone(),
                 provider: accepted.provider,
                 model: accepted.model,
-                attempts: trail.attempts.len() - before,
+                attempts: calls(trail),
+                replayed: accepted.replayed,
                 reasks: accepted.reasks,
                 repairs: accepted.repairs,
                 usage: accepted.usage,
@@ -252,7 +271,7 @@ pub async fn call(
             } else {
                 raw
             },
-            attempts: trail.attempts.len() - before,
+            attempts: calls(trail),
         }),
     }
 }
@@ -288,6 +307,10 @@ fn render(function: &Function, input: &Value) -> Result<ChatRequest, Error> {
         system,
         messages: vec![Message::text(Role::User, user)],
         response_format,
+        // The function's sampling parameters (else the target's defaults).
+        temperature: function.config.temperature,
+        top_p: function.config.top_p,
+        max_tokens: function.config.max_tokens,
         protocol: Protocol::OpenAi,
         ..ChatRequest::default()
     })
@@ -398,9 +421,8 @@ pub(crate) async fn invoke(
             raw,
             attempts,
         }) => {
-            let message = format!(
-                "the output of `{name}` did not validate after {attempts} upstream call(s)"
-            );
+            let message =
+                format!("the output of `{name}` did not validate after {attempts} call(s)");
             rec.output(raw.clone());
             rec.fail(&Error::output_invalid(message.clone()));
             error_body(

@@ -518,7 +518,19 @@ async fn validated(
         (None, Some(_)) => 0,
         _ => model.max_reasks,
     };
-    let result = validate::run(gw, model, req, ctx, deadline, reasks, trail, &check).await;
+    // The cache phase replayed (or records) the validated answer whole.
+    let result = validate::run(
+        gw,
+        model,
+        req,
+        ctx,
+        deadline,
+        reasks,
+        validate::Replay::Whole,
+        trail,
+        &check,
+    )
+    .await;
     guarded.finish(&mut trail.verdicts)?;
     match result {
         Ok(accepted) => {

@@ -57,6 +57,12 @@ pub(crate) struct Trail {
     /// Every validated call's usage, re-asks included: what a request that
     /// ends without a valid answer still consumed.
     pub usage: Usage,
+    /// The part of `usage` that was paid for: answers replayed from the
+    /// record/replay file cost nothing.
+    pub paid: Usage,
+    /// Asks of the validation loop answered from the record/replay file,
+    /// with no upstream call (they are not in `attempts`).
+    pub replayed: u32,
 }
 
 impl Trail {
@@ -227,8 +233,11 @@ impl Record {
     /// What the calls in the trail consumed, at the last called model's
     /// price (the one a failed or degraded request paid for last).
     pub fn trail_cost(&self) -> Option<f64> {
-        let last = self.trail.attempts.last()?;
-        self.price(&last.model, self.trail.usage)
+        let Some(last) = self.trail.attempts.last() else {
+            // Only answers replayed from the record file: nothing was paid.
+            return (self.trail.replayed > 0).then_some(0.0);
+        };
+        self.price(&last.model, self.trail.paid)
     }
 
     fn price(&self, model: &str, usage: Usage) -> Option<f64> {
@@ -395,6 +404,9 @@ impl Record {
             );
         }
         rec.reasks = self.trail.reasks;
+        // A function or workflow answered from the record/replay file alone
+        // is a cache hit, like a replayed chat request.
+        rec.cache_hit |= self.trail.replayed > 0 && self.trail.attempts.is_empty();
         for v in &mut rec.verdicts {
             v.detail = v.detail.as_deref().map(|d| sinks.scrub(d));
         }

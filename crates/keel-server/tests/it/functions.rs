@@ -303,3 +303,82 @@ async fn chat_requests_with_a_json_schema_are_validated_when_the_route_opts_in()
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"]["code"], "output_invalid");
 }
+
+/// A function's `temperature`, `top_p` and `max_tokens` are sent upstream
+/// with every ask, over the target's `params`; a function without them
+/// leaves the target's.
+#[tokio::test]
+async fn a_function_s_sampling_parameters_reach_the_upstream() {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let upstream = {
+        let seen = Arc::clone(&seen);
+        keel_testkit::serve_router(axum::Router::new().route(
+            "/v1/chat/completions",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                seen.lock().unwrap().push(body);
+                async {
+                    axum::Json(json!({
+                        "id": "c", "object": "chat.completion", "created": 1, "model": "x",
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": "{\"total\": 3}"}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+                    }))
+                }
+            }),
+        ))
+        .await
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let user = crate::write_file(&dir, "user.j2", "Total of {{ n }}?");
+    let keel = keel_testkit::keel(&format!(
+        r#"
+        [providers.up]
+        kind = "openai"
+        base_url = "{}/v1"
+        [models.m]
+        targets = [{{ provider = "up", model = "x", params = {{ temperature = 1.5, top_p = 0.1, max_tokens = 9 }} }}]
+        [functions.tuned]
+        model = "m"
+        user = "{user}"
+        output_schema = {{ type = "object", required = ["total"] }}
+        temperature = 0.25
+        top_p = 0.5
+        max_tokens = 77
+        [functions.plain]
+        model = "m"
+        user = "{user}"
+        output_schema = {{ type = "object", required = ["total"] }}
+        "#,
+        upstream.url()
+    ))
+    .await;
+    for function in ["tuned", "plain"] {
+        let resp = client()
+            .post(format!("{}/v1/functions/{function}", keel.url()))
+            .body(json!({"input": {"n": 1}}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    }
+    let seen = seen.lock().unwrap();
+    let params = |body: &Value| {
+        (
+            body["temperature"].as_f64(),
+            body["top_p"].as_f64(),
+            body["max_tokens"].as_u64(),
+        )
+    };
+    assert_eq!(
+        params(&seen[0]),
+        (Some(0.25), Some(0.5), Some(77)),
+        "{}",
+        seen[0]
+    );
+    assert_eq!(
+        params(&seen[1]),
+        (Some(1.5), Some(0.1), Some(9)),
+        "{}",
+        seen[1]
+    );
+}
