@@ -43,7 +43,7 @@ pub struct CaseResult {
 
 /// How strict the gate is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct GateConfig {
     /// Significance level for the McNemar test; the score interval is at
     /// `1 - alpha`.
