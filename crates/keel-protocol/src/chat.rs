@@ -352,6 +352,22 @@ pub struct EmbeddingsResponse {
     pub input_tokens: u32,
 }
 
+/// A name as both providers accept it for a tool or a `json_schema`
+/// response format: `[a-zA-Z0-9_-]{1,64}` (other characters dropped, the
+/// rest cut at 64; `structured_output` when nothing is left).
+pub fn wire_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .take(64)
+        .collect();
+    if clean.is_empty() {
+        "structured_output".to_owned()
+    } else {
+        clean
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

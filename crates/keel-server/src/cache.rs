@@ -106,7 +106,7 @@ pub(crate) fn replayed(
     }
     if cassette.mode() == CassetteMode::Replay {
         return Err(Error::replay_miss(format!(
-            "no recorded answer for this request to model `{model}` in the replay file; record it first ([cache] mode = \"record\")"
+            "no recorded answer for this request to model `{model}` in the replay file; record it first ([cache] mode = \"record\", or `keel eval run --record FILE`)"
         )));
     }
     Ok(None)

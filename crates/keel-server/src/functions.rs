@@ -295,7 +295,9 @@ fn render(function: &Function, input: &Value) -> Result<ChatRequest, Error> {
     let user = function.user.render(&vars).map_err(bad)?;
     let response_format = match (&function.config.output_schema, function.config.structured) {
         (Some(schema), Structured::JsonSchema) => Some(ResponseFormat::JsonSchema {
-            name: function.config.name.clone(),
+            // Eval variants are named `FUNCTION@VARIANT`: not a name
+            // providers accept for a schema.
+            name: keel_protocol::chat::wire_name(&function.config.name),
             schema: schema.clone(),
             strict: Some(true),
         }),

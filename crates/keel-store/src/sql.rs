@@ -448,9 +448,24 @@ fn push_where(q: &mut Query, f: &Filter) {
         ("model", &f.model),
         ("key_id", &f.key_id),
         ("target", &f.target),
+        ("route", &f.route),
+        ("error_kind", &f.error_kind),
     ] {
         if let Some(v) = value {
             conds.push(format!("{column} = {}", q.bind(Value::text(v))));
+        }
+    }
+    if !f.ops.is_empty() {
+        let ops: Vec<String> = f.ops.iter().map(|op| q.bind(Value::text(op))).collect();
+        conds.push(format!("op IN ({})", ops.join(", ")));
+    }
+    for (op, bound) in [(">=", f.min_score), ("<=", f.max_score)] {
+        if let Some(b) = bound {
+            let b = q.bind(Value::Real(b));
+            conds.push(format!(
+                "(SELECT score FROM feedback WHERE request_id = requests.id \
+                 AND score IS NOT NULL ORDER BY time_ms DESC, id DESC LIMIT 1) {op} {b}"
+            ));
         }
     }
     match f.status {

@@ -50,7 +50,17 @@ pub struct Filter {
     pub model: Option<String>,
     pub key_id: Option<String>,
     pub target: Option<String>,
+    /// The function or workflow name.
+    pub route: Option<String>,
+    /// Only requests of these ops (`chat`, `function`, …); empty: any.
+    pub ops: Vec<String>,
     pub status: Option<StatusFilter>,
+    pub error_kind: Option<String>,
+    /// Only requests whose latest scored feedback is at least this score.
+    /// Either bound leaves out the requests without a scored feedback.
+    pub min_score: Option<f64>,
+    /// Only requests whose latest scored feedback is at most this score.
+    pub max_score: Option<f64>,
     /// Case-insensitive substring of the id, model, target, error, input or
     /// output (`%` and `_` match literally). On SQLite only ASCII letters
     /// fold case.

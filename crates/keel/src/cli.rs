@@ -11,7 +11,7 @@ use keel_config::{Config, FaultRule, Issue, ProviderKind, Severity, SimConfig};
 use tokio::net::TcpListener;
 
 use crate::logging::LogFormat;
-use crate::{guard_bench, inspect, keys};
+use crate::{eval, guard_bench, inspect, keys};
 
 /// The default config, built in so `keel serve` works from any directory.
 const DEFAULT_CONFIG: &str = include_str!("../../../keel.toml");
@@ -129,6 +129,23 @@ enum Command {
         #[command(subcommand)]
         command: GuardCommand,
     },
+    /// Evaluation: run eval files, compare results, capture logged requests.
+    Eval {
+        #[command(subcommand)]
+        command: eval::EvalCommand,
+    },
+}
+
+impl Cli {
+    /// The log level when neither KEEL_LOG nor RUST_LOG says: `warn` for
+    /// `keel eval`, whose in-process gateway would otherwise log a record
+    /// line per case over the report.
+    pub fn default_log_level(&self) -> &'static str {
+        match self.command {
+            Command::Eval { .. } => "warn",
+            _ => "info",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +188,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Guard {
             command: GuardCommand::Bench { options },
         } => guard_bench::run(&options).map(|()| ExitCode::SUCCESS),
+        Command::Eval { command } => eval::run(command),
         Command::Serve { config, listen, db } => runtime()?.block_on(serve(config, listen, db)),
         Command::Logs {
             source,
@@ -235,14 +253,16 @@ fn config_of(source: &inspect::Source) -> anyhow::Result<Config> {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
 }
 
-fn load(path: Option<&Path>) -> Result<(Config, Vec<Issue>, String), keel_config::ConfigError> {
+pub(crate) fn load(
+    path: Option<&Path>,
+) -> Result<(Config, Vec<Issue>, String), keel_config::ConfigError> {
     match path {
         Some(p) => Config::load(p).map(|(c, w)| (c, w, p.display().to_string())),
         None if Path::new("keel.toml").is_file() => {

@@ -59,7 +59,7 @@ impl Select {
         }
     }
 
-    fn filter(&self, limit: usize) -> Filter {
+    pub(crate) fn filter(&self, limit: usize) -> Filter {
         Filter {
             since_ms: self.since,
             until_ms: self.until,
@@ -68,8 +68,8 @@ impl Select {
             target: self.target.clone(),
             status: self.status,
             text: self.grep.clone(),
-            after_time_ms: None,
             limit,
+            ..Filter::default()
         }
     }
 }
@@ -443,7 +443,7 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn time(ms: i64) -> String {
+pub(crate) fn time(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(t).to_string()
 }

@@ -18,10 +18,10 @@ pub enum LogFormat {
     Text,
 }
 
-pub fn init(format: LogFormat) {
+pub fn init(format: LogFormat, default_level: &str) {
     let filter = EnvFilter::try_from_env("KEEL_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .unwrap_or_else(|_| EnvFilter::new(default_level));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,

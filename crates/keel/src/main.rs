@@ -5,11 +5,14 @@
 //! - `keel call`: call a configured function in process;
 //! - `keel logs`, `keel show`, `keel stats`: read the request log;
 //! - `keel config check`: validate a config and list every problem;
-//! - `keel guard bench`: measure the guardrail detectors on a labelled dataset.
+//! - `keel guard bench`: measure the guardrail detectors on a labelled dataset;
+//! - `keel eval run|compare|capture`: evaluation (keel-eval) and its gate.
 //!
 //! `anyhow` lives here only; the libraries return typed errors.
 
+mod capture;
 mod cli;
+mod eval;
 mod guard_bench;
 mod inspect;
 mod keys;
@@ -19,7 +22,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    logging::init(cli.log_format);
+    logging::init(cli.log_format, cli.default_log_level());
     match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -18,23 +18,9 @@ pub fn structured_tool(req: &ChatRequest) -> Option<(String, &Value)> {
             if req.tools.is_empty()
                 && schema.get("type").and_then(Value::as_str) == Some("object") =>
         {
-            Some((tool_name(name), schema))
+            Some((crate::chat::wire_name(name), schema))
         }
         _ => None,
-    }
-}
-
-/// Anthropic tool names are `[a-zA-Z0-9_-]{1,64}`.
-fn tool_name(name: &str) -> String {
-    let clean: String = name
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .take(64)
-        .collect();
-    if clean.is_empty() {
-        "structured_output".to_owned()
-    } else {
-        clean
     }
 }
 

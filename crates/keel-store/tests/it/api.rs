@@ -250,6 +250,88 @@ pub async fn list_filters(store: &Store) {
     );
 }
 
+/// The filters `keel eval capture` uses: route, ops, error kind, and the
+/// latest scored feedback within bounds.
+pub async fn capture_filters(store: &Store) {
+    let mut f1 = rec("f1", 1_000);
+    f1.op = "function".to_owned();
+    f1.route = Some("classify".to_owned());
+    let mut f2 = f1.clone();
+    f2.id = "f2".to_owned();
+    f2.time_ms = 2_000;
+    f2.status = 422;
+    f2.error_kind = Some("output_invalid".to_owned());
+    let mut w3 = rec("w3", 3_000);
+    w3.op = "workflow".to_owned();
+    w3.route = Some("triage".to_owned());
+    let c4 = rec("c4", 4_000);
+    let mut fb5 = rec("fb5", 5_000);
+    fb5.op = "feedback".to_owned();
+    store.insert(&[f1, f2, w3, c4, fb5]).await.unwrap();
+    // f1: rated 0 then 1 (the latest counts); c4: rated 0.5; f2: a label
+    // without a score.
+    for (id, time_ms, score) in [
+        ("f1", 10, Some(0.0)),
+        ("f1", 20, Some(1.0)),
+        ("f1", 30, None),
+        ("c4", 10, Some(0.5)),
+        ("f2", 10, None),
+    ] {
+        let fb = Feedback {
+            request_id: id.to_owned(),
+            time_ms,
+            score,
+            label: Some("l".to_owned()),
+            comment: None,
+        };
+        store.add_feedback(&fb).await.unwrap();
+    }
+
+    let list = |f: Filter| async move {
+        let got = store.list(&f).await.unwrap();
+        got.iter().map(|r| r.id.clone()).collect::<Vec<_>>()
+    };
+    let route = |r: &str| Filter {
+        route: Some(r.to_owned()),
+        ..Filter::default()
+    };
+    let ops = |ops: &[&str]| Filter {
+        ops: ops.iter().map(|op| (*op).to_owned()).collect(),
+        ..Filter::default()
+    };
+    let scores = |min_score, max_score| Filter {
+        min_score,
+        max_score,
+        ..Filter::default()
+    };
+    assert_eq!(list(route("classify")).await, ["f2", "f1"]);
+    assert_eq!(list(route("triage")).await, ["w3"]);
+    assert_eq!(
+        list(ops(&["chat", "function", "workflow"])).await,
+        ["c4", "w3", "f2", "f1"]
+    );
+    assert_eq!(list(ops(&["workflow"])).await, ["w3"]);
+    assert_eq!(
+        list(Filter {
+            error_kind: Some("output_invalid".to_owned()),
+            ..Filter::default()
+        })
+        .await,
+        ["f2"]
+    );
+    assert_eq!(list(scores(Some(0.75), None)).await, ["f1"]);
+    assert_eq!(list(scores(None, Some(0.5))).await, ["c4"]);
+    assert_eq!(list(scores(Some(0.5), Some(0.5))).await, ["c4"]);
+    assert_eq!(list(scores(None, Some(10.0))).await, ["c4", "f1"]);
+    assert!(list(scores(Some(2.0), None)).await.is_empty());
+    // Stats see the same selection.
+    let stats = store
+        .stats(&scores(Some(0.0), None), keel_store::GroupBy::None)
+        .await
+        .unwrap();
+    assert_eq!(stats[0].count, 2);
+}
+
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// Prunes by age, then by count; the feedback of pruned requests goes too.

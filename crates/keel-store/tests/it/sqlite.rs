@@ -40,6 +40,7 @@ checks! {
     duplicate_ids => api::duplicate_ids;
     feedback => api::feedback;
     list_filters => api::list_filters;
+    capture_filters => api::capture_filters;
     prune => api::prune;
     nul_bytes => api::nul_bytes;
     keys => api::keys;

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{KEEL, serve, stop};
 
-fn curl(args: &[&str]) -> String {
+pub(super) fn curl(args: &[&str]) -> String {
     let out = Command::new("curl")
         .args(["-s", "-m", "10"])
         .args(args)
@@ -16,7 +16,7 @@ fn curl(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn chat(addr: &str, id: &str, body: &str, extra: &[&str]) -> String {
+pub(super) fn chat(addr: &str, id: &str, body: &str, extra: &[&str]) -> String {
     let url = format!("http://{addr}/v1/chat/completions");
     let mut args = vec![url.as_str(), "-H", "content-type: application/json", "-H"];
     let id_header = format!("x-request-id: {id}");
@@ -39,7 +39,7 @@ fn ids_of(out: &str) -> Vec<String> {
         .collect()
 }
 
-fn keel(args: &[&str]) -> (bool, String, String) {
+pub(super) fn keel(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(KEEL)
         .args(args)
         .env_remove("KEEL_DB")
