@@ -1,11 +1,14 @@
 //! The `keel` binary as a user runs it: `config check` reports problems
 //! with their location and its exit code says whether the config is usable;
 //! `serve` announces its address, answers, and exits cleanly on SIGTERM;
-//! `logs`, `show` and `stats` read back what it recorded; `keys` issues
-//! keys that two `serve` processes sharing Redis and Postgres both honour.
+//! `logs`, `show` and `stats` read back what it recorded, and `eval capture`
+//! turns it into dataset cases; `keys` issues keys that two `serve` processes
+//! sharing Redis and Postgres both honour.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod eval_capture;
+mod eval_example;
 mod guard_quality;
 mod inspect;
 mod replicas;
