@@ -1,7 +1,7 @@
 //! The external-command scorer: anything custom, in any language.
 //!
-//! The program (run directly, not through a shell, from the directory keel
-//! runs in) gets one JSON object on stdin —
+//! The program (run directly, not through a shell, in the eval file's
+//! directory; a relative program path is the eval file's too) gets one JSON object on stdin —
 //! `{"id", "input", "expected", "output", "text", "tags", "metadata",
 //! "latency_ms", "cost_usd"}` — and prints its judgement on stdout: a bare
 //! number in 0..=1, or `{"score": 0.8, "detail": "..."}`. A non-zero exit,
@@ -28,8 +28,17 @@ const MAX_OUTPUT: usize = 64 * 1024;
 
 pub async fn score(cmd: &CommandSpec, stdin: &Value) -> Result<Said, String> {
     let (program, args) = cmd.argv.split_first().ok_or("no program")?;
-    let mut child = tokio::process::Command::new(program)
+    // A relative path to the program (`./score.sh`, `scorers/x`) is the eval
+    // file's, like every path in it; a bare name is looked up in PATH.
+    let path = std::path::Path::new(program);
+    let resolved = if path.is_relative() && path.components().count() > 1 {
+        cmd.dir.join(path)
+    } else {
+        path.to_path_buf()
+    };
+    let mut child = tokio::process::Command::new(&resolved)
         .args(args)
+        .current_dir(&cmd.dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -38,11 +47,15 @@ pub async fn score(cmd: &CommandSpec, stdin: &Value) -> Result<Said, String> {
         .map_err(|e| format!("cannot start `{program}`: {e}"))?;
     let input = serde_json::to_vec(stdin).map_err(|e| e.to_string())?;
     let mut pipe = child.stdin.take().ok_or("no stdin")?;
-    let run = async move {
+    // Written while the output is read: a program that prints a lot before
+    // reading its input must not deadlock on full pipes.
+    let write = async move {
         // A program that exits without reading its input is not an error here.
         let _ = pipe.write_all(&input).await;
-        drop(pipe);
-        child.wait_with_output().await
+    };
+    let run = async move {
+        let ((), out) = tokio::join!(write, child.wait_with_output());
+        out
     };
     let out = tokio::time::timeout(cmd.timeout, run)
         .await
@@ -55,7 +68,9 @@ pub async fn score(cmd: &CommandSpec, stdin: &Value) -> Result<Said, String> {
         .map_err(|e| format!("`{program}`: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(MAX_OUTPUT)]);
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr[..out.stderr.len().min(MAX_OUTPUT)]);
+        // The end of stderr: where a traceback says what went wrong.
+        let tail = &out.stderr[out.stderr.len().saturating_sub(MAX_OUTPUT)..];
+        let stderr = String::from_utf8_lossy(tail);
         let last = stderr
             .lines()
             .rev()
@@ -111,6 +126,7 @@ mod tests {
         CommandSpec {
             argv: vec!["sh".into(), "-c".into(), script.into()],
             timeout: Duration::from_millis(timeout_ms),
+            dir: std::env::temp_dir(),
         }
     }
 
@@ -159,12 +175,77 @@ mod tests {
         let missing = CommandSpec {
             argv: vec!["/nonexistent/scorer".into()],
             timeout: Duration::from_secs(1),
+            dir: std::env::temp_dir(),
         };
         assert!(
             score(&missing, &v)
                 .await
                 .unwrap_err()
                 .contains("cannot start")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_chatty_command_with_a_big_input_does_not_deadlock() {
+        // 1 MiB on stderr before reading a 1 MiB input: both pipes fill
+        // unless the input is written while the output is read.
+        let cmd = sh(
+            "head -c 1048576 /dev/zero | tr '\\0' x >&2; wc -c >/dev/null; echo 1",
+            30_000,
+        );
+        let big = serde_json::json!({"text": "y".repeat(1 << 20)});
+        assert_eq!(score(&cmd, &big).await.unwrap().score, 1.0);
+    }
+
+    #[tokio::test]
+    async fn relative_paths_are_the_eval_file_s() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("scorers")).unwrap();
+        std::fs::write(
+            dir.path().join("scorers/half.sh"),
+            "cat >/dev/null; cat scorers/value\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("scorers/value"), "0.5\n").unwrap();
+        let cmd = CommandSpec {
+            argv: vec!["sh".into(), "scorers/half.sh".into()],
+            timeout: Duration::from_secs(10),
+            dir: dir.path().to_path_buf(),
+        };
+        assert_eq!(
+            score(&cmd, &serde_json::json!({})).await.unwrap().score,
+            0.5
+        );
+        // The program itself, by a relative path.
+        std::fs::write(dir.path().join("scorers/one"), "#!/bin/sh\necho 1\n").unwrap();
+        let status = std::process::Command::new("chmod")
+            .args(["+x", "scorers/one"])
+            .current_dir(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let cmd = CommandSpec {
+            argv: vec!["scorers/one".into()],
+            ..cmd
+        };
+        assert_eq!(
+            score(&cmd, &serde_json::json!({})).await.unwrap().score,
+            1.0
+        );
+    }
+
+    #[tokio::test]
+    async fn the_reason_is_the_end_of_stderr() {
+        let e = score(
+            &sh("head -c 200000 /dev/zero | tr '\\0' x >&2; echo >&2; echo 'Error: the last line' >&2; exit 1", 10_000),
+            &serde_json::json!({}),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            e.ends_with("Error: the last line"),
+            "{}",
+            &e[e.len().saturating_sub(80)..]
         );
     }
 

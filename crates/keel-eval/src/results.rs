@@ -62,6 +62,10 @@ pub struct VariantSummary {
     /// Mean consistency under `--perturb`, when it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistency: Option<f64>,
+    /// What answering the rephrased inputs cost, when `--perturb` ran (not
+    /// in `cost_usd`, which stays comparable with unperturbed runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perturbation_cost_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -135,8 +139,12 @@ pub struct PerturbRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub passed: bool,
-    /// False when the answer flipped (see `perturb.rs`).
+    /// False when the answer flipped (see `perturb.rs`) or either call
+    /// failed.
     pub consistent: bool,
+    /// What answering the rephrased input cost (not in the case's cost).
+    #[serde(default)]
+    pub cost_usd: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -272,6 +280,13 @@ pub fn summarise(name: &str, call: &str, cases: &[&CaseRecord]) -> VariantSummar
         },
         cost_usd: cases.iter().map(|c| c.cost_usd).sum(),
         consistency: (!consistencies.is_empty()).then(|| mean(consistencies.into_iter())),
+        perturbation_cost_usd: cases.iter().any(|c| !c.perturbations.is_empty()).then(|| {
+            cases
+                .iter()
+                .flat_map(|c| &c.perturbations)
+                .map(|p| p.cost_usd)
+                .sum()
+        }),
     }
 }
 

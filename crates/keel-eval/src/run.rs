@@ -140,7 +140,8 @@ impl Client {
 
     async fn function(&self, name: &str, input: &Map<String, Value>) -> Outcome {
         let started = Instant::now();
-        let path = format!("/v1/functions/{name}");
+        // The name is one path segment, percent-encoded.
+        let path = format!("/v1/functions/{}", encode_segment(name));
         let mut out = match self.post(&path, &json!({ "input": input })).await {
             Ok((status, headers, value)) => {
                 let mut out = http_outcome(status, &headers, &value);
@@ -166,6 +167,19 @@ impl Client {
         out.latency_ms = ms(started);
         out
     }
+}
+
+/// Percent-encodes what is not unreserved in a URL path segment (RFC 3986):
+/// two lines do not justify a dependency.
+fn encode_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 fn ms(since: Instant) -> f64 {
@@ -240,23 +254,31 @@ fn chat_body(chat: &crate::spec::ChatVariant, input: &Map<String, Value>) -> Res
     Ok(body)
 }
 
+/// The perturbed inputs of a case, each with its kind.
+type Perturbed = Vec<(Kind, Result<Map<String, Value>, String>)>;
+
 /// The shared state of a run.
 struct Ctx<'a> {
     eval: &'a Eval,
     client: Client,
     timeout: Duration,
+    /// Per case, made once and given to every variant: each variant answers
+    /// the same rephrasings (a paraphrase model need not be deterministic).
+    perturbed: Vec<tokio::sync::OnceCell<Perturbed>>,
 }
 
 impl Ctx<'_> {
-    /// One variant's answer to one input, scored, within the time limit.
+    /// One variant's answer to one input, within the time limit, then
+    /// scored (each judge and command within the time limit too: a slow
+    /// scorer fails its score, not the answer).
     async fn answer(
         &self,
         variant: &Variant,
         case: &Case,
         input: &Map<String, Value>,
     ) -> (Outcome, Vec<ScoreRecord>) {
-        let work = async {
-            let outcome = match &variant.call {
+        let call = async {
+            match &variant.call {
                 Call::Function(_) => {
                     let route = function_route(variant).unwrap_or_default();
                     self.client.function(&route, input).await
@@ -265,23 +287,20 @@ impl Ctx<'_> {
                     Ok(body) => self.client.chat(&body).await,
                     Err(e) => failed(e),
                 },
-            };
-            let scores = match outcome.error {
-                Some(_) => Vec::new(),
-                None => self.score(&outcome, case, input).await,
-            };
-            (outcome, scores)
+            }
         };
-        match tokio::time::timeout(self.timeout, work).await {
-            Ok(done) => done,
-            Err(_) => (
-                Outcome {
-                    latency_ms: self.timeout.as_secs_f64() * 1000.0,
-                    ..failed(format!("timeout: no answer within {:?}", self.timeout))
-                },
-                Vec::new(),
-            ),
-        }
+        let outcome = match tokio::time::timeout(self.timeout, call).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome {
+                latency_ms: self.timeout.as_secs_f64() * 1000.0,
+                ..failed(format!("timeout: no answer within {:?}", self.timeout))
+            },
+        };
+        let scores = match outcome.error {
+            Some(_) => Vec::new(),
+            None => self.score(&outcome, case, input).await,
+        };
+        (outcome, scores)
     }
 
     async fn score(
@@ -292,7 +311,17 @@ impl Ctx<'_> {
     ) -> Vec<ScoreRecord> {
         let mut scores = Vec::with_capacity(self.eval.scorers.len());
         for spec in &self.eval.scorers {
-            scores.push(self.score_one(spec, outcome, case, input).await);
+            let scored =
+                tokio::time::timeout(self.timeout, self.score_one(spec, outcome, case, input))
+                    .await;
+            scores.push(scored.unwrap_or_else(|_| ScoreRecord {
+                scorer: spec.name.clone(),
+                score: 0.0,
+                passed: false,
+                weight: spec.weight,
+                detail: format!("timeout: no score within {:?}", self.timeout),
+                reasoning: None,
+            }));
         }
         scores
     }
@@ -387,7 +416,9 @@ impl Ctx<'_> {
                 {"role": "user", "content": text},
             ],
         });
-        let out = self.client.chat(&body).await;
+        let Ok(out) = tokio::time::timeout(self.timeout, self.client.chat(&body)).await else {
+            return Err(format!("timeout: no paraphrase within {:?}", self.timeout));
+        };
         match out.error {
             Some(e) => Err(e),
             None if out.text.trim().is_empty() => Err("empty paraphrase".into()),
@@ -395,11 +426,9 @@ impl Ctx<'_> {
         }
     }
 
-    /// The perturbed inputs of a case, each with its kind.
-    async fn perturbed_inputs(
-        &self,
-        case: &Case,
-    ) -> Vec<(Kind, Result<Map<String, Value>, String>)> {
+    /// The perturbed inputs of a case (see `perturbed`); a paraphrase that
+    /// changes nothing is left out, like a local kind that changes nothing.
+    async fn perturbed_inputs(&self, case: &Case) -> Perturbed {
         let opts = &self.eval.perturb;
         let seed = opts.seed ^ fxhash(&case.id);
         let mut inputs = Vec::new();
@@ -415,23 +444,30 @@ impl Ctx<'_> {
             };
             let mut input = case.input.clone();
             let mut result = Ok(());
+            let mut changed = false;
             for (key, value) in &mut input {
                 if !opts.fields.is_empty() && !opts.fields.contains(key) {
                     continue;
                 }
                 if let Value::String(text) = value {
                     match self.paraphrase(model, text).await {
-                        Ok(p) => *text = p,
+                        Ok(p) => {
+                            changed |= p != *text;
+                            *text = p;
+                        }
                         Err(e) => result = Err(format!("paraphrase: {e}")),
                     }
                 }
             }
-            inputs.push((kind, result.map(|()| input)));
+            if changed || result.is_err() {
+                inputs.push((kind, result.map(|()| input)));
+            }
         }
         inputs
     }
 
-    async fn case(&self, variant: &Variant, case: &Case, perturb: bool) -> CaseRecord {
+    async fn case(&self, variant: &Variant, at: usize, perturb: bool) -> CaseRecord {
+        let case = &self.eval.cases[at];
         let (outcome, scores) = self.answer(variant, case, &case.input).await;
         let (passed, score) = verdict(&outcome, &scores);
         let mut record = CaseRecord {
@@ -455,30 +491,39 @@ impl Ctx<'_> {
         if !perturb {
             return record;
         }
-        for (kind, input) in self.perturbed_inputs(case).await {
+        let perturbed = self.perturbed[at]
+            .get_or_init(|| self.perturbed_inputs(case))
+            .await;
+        for (kind, input) in perturbed {
             let p = match input {
                 Ok(input) => {
-                    let (o, s) = self.answer(variant, case, &input).await;
+                    let (o, s) = self.answer(variant, case, input).await;
                     let (p_passed, _) = verdict(&o, &s);
                     PerturbRecord {
                         kind: kind.name().to_owned(),
-                        consistent: perturb::consistent(
-                            (&record.output, record.passed),
-                            (&o.output, p_passed),
-                        ),
-                        input,
+                        // A failed call on either side is a flip: no
+                        // answer is not the same answer.
+                        consistent: record.error.is_none()
+                            && o.error.is_none()
+                            && perturb::consistent(
+                                (&record.output, record.passed),
+                                (&o.output, p_passed),
+                            ),
+                        input: input.clone(),
                         output: o.output,
                         error: o.error,
                         passed: p_passed,
+                        cost_usd: o.cost_usd,
                     }
                 }
                 Err(e) => PerturbRecord {
                     kind: kind.name().to_owned(),
                     input: Map::new(),
                     output: Value::Null,
-                    error: Some(e),
+                    error: Some(e.clone()),
                     passed: false,
                     consistent: false,
+                    cost_usd: 0.0,
                 },
             };
             record.perturbations.push(p);
@@ -548,6 +593,11 @@ pub async fn run(
         eval,
         client: Client::new(target.clone()),
         timeout: options.timeout,
+        perturbed: eval
+            .cases
+            .iter()
+            .map(|_| tokio::sync::OnceCell::new())
+            .collect(),
     });
     let jobs: Vec<(usize, usize)> = (0..variants.len())
         .flat_map(|v| (0..eval.cases.len()).map(move |c| (v, c)))
@@ -558,7 +608,7 @@ pub async fn run(
         futures::stream::iter(jobs.into_iter().map(|(v, c)| {
             let (ctx, bar, failures) = (ctx.clone(), bar.clone(), &failures);
             async move {
-                let record = ctx.case(variants[v], &eval.cases[c], options.perturb).await;
+                let record = ctx.case(variants[v], c, options.perturb).await;
                 bar.inc(1);
                 if !record.passed {
                     let n = failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -622,7 +672,37 @@ pub fn judge_run(eval: &Eval, results: &mut Results, baseline: Option<(&Results,
             }),
         }
     }
+    for v in &results.variants {
+        // Errors are failed cases, but a variant with no answer at all
+        // measured nothing: a wrong URL, key or function name, most likely.
+        if v.cases > 0 && v.errors == v.cases {
+            results.criteria.push(Criterion {
+                variant: v.name.clone(),
+                check: format!("answered: none of {} calls succeeded", v.cases),
+                held: false,
+            });
+        }
+    }
     let p = &eval.pass;
+    let bounded = p.min_pass_rate.is_some()
+        || p.min_score.is_some()
+        || p.max_p95_latency_ms.is_some()
+        || p.max_cost_usd.is_some();
+    if bounded
+        && !results
+            .variants
+            .iter()
+            .any(|v| p.variants.is_empty() || p.variants.contains(&v.name))
+    {
+        results.criteria.push(Criterion {
+            variant: String::new(),
+            check: format!(
+                "no pass bound applies to the variants run (the bounds are for {})",
+                p.variants.join(", ")
+            ),
+            held: true,
+        });
+    }
     for v in &results.variants {
         if !p.variants.is_empty() && !p.variants.contains(&v.name) {
             continue;

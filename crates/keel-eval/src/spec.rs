@@ -23,6 +23,9 @@ use crate::dataset::{self, Case};
 use crate::gate::GateConfig;
 use crate::scorers::Scorer;
 
+/// Re-asks a judge may be given: a judge that cannot produce a valid
+/// verdict in a few tries will not in many.
+pub const MAX_JUDGE_REASKS: u32 = 5;
 /// Concurrent cases when neither the file nor the command line says.
 pub const DEFAULT_CONCURRENCY: usize = 4;
 /// Per-case time limit (every call the case makes, judges included).
@@ -148,6 +151,9 @@ pub struct CommandSpec {
     /// Program and arguments (not run through a shell).
     pub argv: Vec<String>,
     pub timeout: Duration,
+    /// Where it runs: the eval file's directory, so relative paths in the
+    /// command mean what they mean in the rest of the file.
+    pub dir: PathBuf,
 }
 
 /// When a run passes (each bound optional; a variant failing one fails the
@@ -353,6 +359,15 @@ impl Eval {
         let mut variants = Vec::new();
         for (i, v) in raw.variants.into_iter().enumerate() {
             let here = format!("variants[{i}]");
+            if !valid_name(&v.name) {
+                return Err((
+                    here,
+                    format!(
+                        "name `{}`: letters, digits, `_`, `-` and `.` only (it names a function copy and a results column)",
+                        v.name
+                    ),
+                ));
+            }
             if !names.insert(v.name.clone()) {
                 return Err((here, format!("two variants are named `{}`", v.name)));
             }
@@ -488,6 +503,13 @@ fn variant(v: RawVariant, base_dir: &Path) -> Result<Variant, String> {
     Ok(Variant { name: v.name, call })
 }
 
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
 fn check_params(p: Params) -> Result<Params, String> {
     if p.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
         return Err("params.temperature: in 0..=2".into());
@@ -564,10 +586,11 @@ fn scorer(s: RawScorer, base_dir: &Path) -> Result<ScorerSpec, String> {
             if !pointer.is_empty() && !pointer.starts_with('/') {
                 return Err(format!("pointer `{pointer}`: a JSON pointer starts with /"));
             }
-            ScorerKind::Local(Scorer::JsonField {
-                pointer,
-                tolerance: s.tolerance.unwrap_or(0.0),
-            })
+            let tolerance = s.tolerance.unwrap_or(0.0);
+            if !(tolerance.is_finite() && tolerance >= 0.0) {
+                return Err("tolerance: 0 or more".into());
+            }
+            ScorerKind::Local(Scorer::JsonField { pointer, tolerance })
         }
         "set_overlap" => ScorerKind::Local(Scorer::SetOverlap),
         "similarity" => ScorerKind::Local(Scorer::Similarity),
@@ -595,16 +618,24 @@ fn scorer(s: RawScorer, base_dir: &Path) -> Result<ScorerSpec, String> {
                     .model
                     .ok_or("`model` (the judge's model alias) is required")?,
                 rubric,
-                max_reasks: s.max_reasks.unwrap_or(1),
+                max_reasks: match s.max_reasks.unwrap_or(1) {
+                    n @ 0..=MAX_JUDGE_REASKS => n,
+                    _ => return Err(format!("max_reasks: at most {MAX_JUDGE_REASKS}")),
+                },
             })
         }
         "command" => {
             let argv = s.command.filter(|c| !c.is_empty()).ok_or(
                 "`command` is required: the program and its arguments, e.g. [python3, score.py]",
             )?;
+            let timeout = s.timeout.unwrap_or(Duration::from_secs(30));
+            if timeout.is_zero() {
+                return Err("timeout: above 0".into());
+            }
             ScorerKind::Command(CommandSpec {
                 argv,
-                timeout: s.timeout.unwrap_or(Duration::from_secs(30)),
+                timeout,
+                dir: base_dir.to_path_buf(),
             })
         }
         _ => unreachable!("checked against FIELDS"),

@@ -19,6 +19,12 @@ const SCRIPT: &str = r#"
 contains = "That verdict was invalid"
 json = { reasoning = "Corrected: the reply thanks the customer.", score = 0.8 }
 
+# A judge too slow for the time limit.
+[[rule]]
+regex = "(?s)RUBRIC:.*slow judge"
+json = { reasoning = "Eventually.", score = 1.0 }
+fault = "latency=20s"
+
 # The judge: a polite answer scores high, with its reasoning.
 [[rule]]
 regex = "(?s)RUBRIC:.*ANSWER:\\s*Thank you"
@@ -322,6 +328,77 @@ perturb:
     gw.shutdown().await.unwrap();
 }
 
+#[tokio::test]
+async fn a_slow_judge_fails_its_score_and_keeps_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(dir.path()).await;
+    let eval = load(
+        dir.path(),
+        r#"
+name: slow-judge
+dataset:
+  cases: [{ id: a, input: { message: "a slow judge, please" } }]
+variants: [{ name: fn, function: reply }]
+scorers:
+  - { type: regex, pattern: "." }
+  - { type: judge, model: judge, rubric: "Polite?" }
+"#,
+    );
+    let results = run_on(&gw, &eval, Duration::from_secs(2)).await;
+    let case = &results.cases[0];
+    assert!(case.error.is_none(), "the answer is kept: {case:?}");
+    assert!(case.output.as_str().is_some_and(|t| !t.is_empty()));
+    assert!(case.scores[0].passed);
+    assert!(!case.scores[1].passed);
+    assert!(
+        case.scores[1].detail.starts_with("timeout"),
+        "{:?}",
+        case.scores[1]
+    );
+    assert!(
+        case.latency_ms < 2000.0,
+        "the call's own latency: {}",
+        case.latency_ms
+    );
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_variant_with_no_answer_at_all_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(dir.path()).await;
+    let eval = load(
+        dir.path(),
+        r#"
+name: misnamed
+dataset:
+  cases: [{ id: a, input: { message: "hi" } }, { id: b, input: { message: "hello" } }]
+variants:
+  - { name: good, function: reply }
+  - { name: typo, function: replly }
+scorers: [{ type: regex, pattern: "" }]
+"#,
+    );
+    let results = run_on(&gw, &eval, Duration::from_secs(10)).await;
+    assert!(!results.passed);
+    let failed: Vec<(&str, &str)> = results
+        .criteria
+        .iter()
+        .filter(|c| !c.held)
+        .map(|c| (c.variant.as_str(), c.check.as_str()))
+        .collect();
+    assert_eq!(failed, [("typo", "answered: none of 2 calls succeeded")]);
+    let error = results
+        .cases_of("typo")
+        .next()
+        .unwrap()
+        .error
+        .clone()
+        .unwrap();
+    assert!(error.starts_with("404"), "{error}");
+    gw.shutdown().await.unwrap();
+}
+
 #[test]
 fn yaml_and_toml_eval_files_load_the_same() {
     let dir = tempfile::tempdir().unwrap();
@@ -396,6 +473,21 @@ fn mistakes_in_an_eval_file_name_their_field() {
             "variants: [{ name: v, function: f, params: { temperature: 9 } }]\nscorers: [{ type: equals }]\n",
             "variants[0]",
             "temperature",
+        ),
+        (
+            "variants: [{ name: 'exp/2', function: f }]\nscorers: [{ type: equals }]\n",
+            "variants[0]",
+            "letters, digits",
+        ),
+        (
+            "variants: [{ name: v, function: f }]\nscorers: [{ type: judge, model: j, rubric: r, max_reasks: 99 }]\n",
+            "scorers[0]",
+            "at most 5",
+        ),
+        (
+            "variants: [{ name: v, function: f }]\nscorers: [{ type: command, command: [x], timeout: 0s }]\n",
+            "scorers[0]",
+            "above 0",
         ),
     ] {
         let path = dir.path().join("bad.yaml");

@@ -102,12 +102,7 @@ enum Expected {
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<()> {
-    let store = inspect::open(&args.source, || {
-        crate::cli::load(args.source.config.as_deref())
-            .map(|(config, _, _)| config)
-            .map_err(|e| anyhow!("invalid config:\n{e}"))
-    })
-    .await?;
+    let store = inspect::open(&args.source, || crate::cli::config_of(&args.source)).await?;
     let mut filter = args.select.filter(args.limit);
     filter.route.clone_from(&args.route);
     filter.error_kind.clone_from(&args.error_kind);
@@ -290,8 +285,10 @@ fn input(rec: &RequestRecord, body: &str) -> Result<Map<String, Value>, String> 
 }
 
 /// The answer a record holds: a function's output, the last workflow
-/// step's output, the assistant's text. `None` when it was not logged
-/// whole (cut at the capture size).
+/// step's output, the assistant's text. `None` when it does not decode
+/// (a body cut at the capture size, say); a streamed reply is logged as
+/// its text, which a cut leaves shorter with no mark — so `--expected
+/// output` needs `capture_max_bytes` above the longest streamed answer.
 fn answer(rec: &RequestRecord, output: &str) -> Option<Value> {
     match rec.op.as_str() {
         "chat" if rec.stream => Some(json!(output)),

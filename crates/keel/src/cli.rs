@@ -246,7 +246,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn config_of(source: &inspect::Source) -> anyhow::Result<Config> {
+pub(crate) fn config_of(source: &inspect::Source) -> anyhow::Result<Config> {
     match load(source.config.as_deref()) {
         Ok((config, _, _)) => Ok(config),
         Err(e) => bail!("invalid config:\n{e}"),

@@ -152,18 +152,16 @@ async fn run_eval(args: RunArgs) -> anyhow::Result<ExitCode> {
         (None, Some(p)) => Some((p.clone(), CassetteMode::Replay)),
         _ => None,
     };
-    let options = Options {
+    let timeout = args.timeout.unwrap_or(eval.run.timeout);
+    if timeout.is_zero() {
+        return unusable("--timeout must be above 0");
+    }
+    let mut options = Options {
         concurrency: args.concurrency.unwrap_or(eval.run.concurrency).max(1),
-        timeout: args.timeout.unwrap_or(eval.run.timeout),
+        timeout,
         perturb: args.perturb,
         progress: !args.quiet,
-        cassette: cassette.as_ref().map(|(p, mode)| {
-            let mode = match mode {
-                CassetteMode::Record => "record",
-                CassetteMode::Replay => "replay",
-            };
-            format!("{mode} {}", p.display())
-        }),
+        cassette: None,
     };
     let label = args.baseline.as_ref().map(|p| p.display().to_string());
     let baseline = baseline.as_ref().zip(label.as_deref());
@@ -196,6 +194,15 @@ async fn run_eval(args: RunArgs) -> anyhow::Result<ExitCode> {
                 Ok(c) => c,
                 Err(e) => return unusable(format!("{e:#}")),
             };
+            // Named from the config the gateway runs: its own `[cache] file`
+            // replays too.
+            options.cassette = config.cassette.as_ref().map(|c| {
+                let mode = match c.mode {
+                    CassetteMode::Record => "record",
+                    CassetteMode::Replay => "replay",
+                };
+                format!("{mode} {}", c.path.display())
+            });
             let gateway = match keel_server::Gateway::open(config).await {
                 Ok(g) => g,
                 Err(e) => return unusable(format!("cannot start the in-process gateway: {e}")),
@@ -217,12 +224,19 @@ async fn run_eval(args: RunArgs) -> anyhow::Result<ExitCode> {
             let results = run::run(&eval, &variants, target, &options, baseline).await;
             let _ = stop.send(());
             // Graceful: the request log is flushed before the process ends.
-            server.await.context("the in-process gateway failed")??;
+            // The results are kept whatever happens to it.
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "the in-process gateway stopped badly"),
+                Err(e) => tracing::warn!(error = %e, "the in-process gateway failed"),
+            }
             results
         }
     };
-    write_reports(&args, &results)?;
     print!("{}", report::table(&results));
+    if let Err(e) = write_reports(&args, &results) {
+        return unusable(format!("{e:#}"));
+    }
     Ok(if results.passed {
         ExitCode::SUCCESS
     } else {
@@ -309,8 +323,10 @@ fn in_process_config(
                 if !f.overrides() {
                     continue;
                 }
+                // Registered under `FUNCTION@VARIANT`; its own name stays the
+                // function's, so what goes upstream (the schema's name) is
+                // what production sends.
                 let mut copy = base.clone();
-                copy.name = run::function_route(v).unwrap_or_default();
                 if let Some(version) = &f.version {
                     copy.version.clone_from(version);
                 }
@@ -333,12 +349,12 @@ fn in_process_config(
                 copy.temperature = f.params.temperature.or(copy.temperature);
                 copy.top_p = f.params.top_p.or(copy.top_p);
                 copy.max_tokens = f.params.max_tokens.or(copy.max_tokens);
-                derived.push(copy);
+                derived.push((run::function_route(v).unwrap_or_default(), copy));
             }
         }
     }
-    for f in derived {
-        config.functions.insert(f.name.clone(), f);
+    for (route, f) in derived {
+        config.functions.insert(route, f);
     }
     Ok(config)
 }

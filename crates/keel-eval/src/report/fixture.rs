@@ -108,6 +108,7 @@ pub fn results() -> Results {
             error: None,
             passed: true,
             consistent: true,
+            cost_usd: 0.0,
         },
         PerturbRecord {
             kind: "typos".into(),
@@ -116,6 +117,7 @@ pub fn results() -> Results {
             error: None,
             passed: false,
             consistent: false,
+            cost_usd: 0.0,
         },
     ];
     base_greet.consistency = Some(0.5);

@@ -589,8 +589,13 @@ fn record_then_replay_answers_the_same_without_calling_upstream() {
         s(&out),
         "--quiet",
     ]);
-    assert_eq!(ran.code, Some(0), "no pass criteria: {ran:?}");
+    // No pass bound, but v2 got no answer at all: that fails the run.
+    assert_eq!(ran.code, Some(1), "{ran:?}");
     let r = read_json(&out);
+    assert_eq!(
+        r["criteria"],
+        json!([{"variant": "v2", "check": "answered: none of 2 calls succeeded", "held": false}])
+    );
     let hit = cases_of(&r, "v1")["t01"];
     assert!(hit["error"].is_null(), "{hit}");
     assert_eq!(hit["output"], cases_of(&rec, "v1")["t01"]["output"]);
