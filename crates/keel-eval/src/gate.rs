@@ -23,6 +23,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::results::{mean, percentile};
+
 /// How many regressed case ids a reason names before summarising.
 const MAX_IDS_IN_REASON: usize = 10;
 
@@ -155,12 +157,15 @@ pub fn compare(baseline: &[CaseResult], candidate: &[CaseResult], cfg: &GateConf
     let mcnemar_p = mcnemar_exact(fixes.len() as u64, regressions.len() as u64);
 
     let diffs: Vec<f64> = pairs.iter().map(|(b, c)| c.score - b.score).collect();
-    let score_delta = mean(&diffs);
+    let score_delta = mean(diffs.iter().copied());
     let score_delta_ci = bootstrap_mean_ci(&diffs, cfg.alpha, cfg.bootstrap_samples, cfg.seed);
 
+    // The p95 the summaries report (nearest rank), so the gate and the
+    // table agree on one run's figure.
     let lat = |pick: fn(&(&CaseResult, &CaseResult)) -> f64| {
-        let v: Vec<f64> = pairs.iter().map(pick).collect();
-        quantile(&v, 0.95)
+        let mut v: Vec<f64> = pairs.iter().map(pick).collect();
+        v.sort_by(f64::total_cmp);
+        percentile(&v, 0.95)
     };
     let latency_p95 = (lat(|(b, _)| b.latency_ms), lat(|(_, c)| c.latency_ms));
     let cost_total = (
@@ -268,24 +273,8 @@ fn first_by_id(run: &[CaseResult]) -> HashMap<&str, &CaseResult> {
     map
 }
 
-fn mean(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        0.0
-    } else {
-        v.iter().sum::<f64>() / v.len() as f64
-    }
-}
-
-/// Linear-interpolation quantile (type 7); 0 for an empty slice.
-fn quantile(v: &[f64], q: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    quantile_sorted(&s, q)
-}
-
+/// Linear-interpolation quantile (type 7) of sorted values: the bootstrap
+/// interval's bounds.
 fn quantile_sorted(s: &[f64], q: f64) -> f64 {
     let Some(&last) = s.last() else {
         return 0.0;
@@ -306,7 +295,7 @@ fn bootstrap_mean_ci(diffs: &[f64], alpha: f64, samples: u32, seed: u64) -> (f64
         return (0.0, 0.0);
     }
     if samples == 0 {
-        let m = mean(diffs);
+        let m = mean(diffs.iter().copied());
         return (m, m);
     }
     let n = diffs.len();
@@ -635,9 +624,10 @@ mod tests {
             max_latency_increase: Some(0.2),
             ..GateConfig::default()
         };
-        // p95 of 100..=290 step 10 (type 7): 280 + 0.05 · 10 = 280.5.
+        // p95 of 100..=290 step 10 (nearest rank, as the summaries
+        // report it): the 19th of 20 values, 280.
         let v = compare(&base, &base, &cfg);
-        assert!(close(v.latency_p95.0, 280.5, 1e-9), "{:?}", v.latency_p95);
+        assert!(close(v.latency_p95.0, 280.0, 1e-9), "{:?}", v.latency_p95);
 
         let at = compare(&base, &with_latency(&base, |l| l * 1.2), &cfg);
         assert!(!at.failed, "{:?}", at.reasons);

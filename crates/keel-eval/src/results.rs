@@ -294,7 +294,8 @@ fn ratio(k: usize, n: usize) -> f64 {
     if n == 0 { 0.0 } else { k as f64 / n as f64 }
 }
 
-fn mean(values: impl Iterator<Item = f64>) -> f64 {
+/// The mean (0 when empty).
+pub(crate) fn mean(values: impl Iterator<Item = f64>) -> f64 {
     let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
     if n == 0 { 0.0 } else { sum / n as f64 }
 }

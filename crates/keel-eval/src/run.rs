@@ -91,14 +91,21 @@ impl Client {
         }
     }
 
-    /// POSTs JSON; `Ok((status, headers, body))`, `Err` when no answer came.
+    /// POSTs JSON to the target's URL plus `segments` (each percent-encoded
+    /// as one path segment): `Ok((status, headers, body))`, `Err` when no
+    /// answer came.
     pub async fn post(
         &self,
-        path: &str,
+        segments: &[&str],
         body: &Value,
     ) -> Result<(u16, reqwest::header::HeaderMap, Value), String> {
-        let url = format!("{}{path}", self.target.base_url.trim_end_matches('/'));
-        let mut req = self.http.post(&url).json(body);
+        let mut url = reqwest::Url::parse(&self.target.base_url)
+            .map_err(|e| format!("gateway URL {}: {e}", self.target.base_url))?;
+        url.path_segments_mut()
+            .map_err(|()| format!("gateway URL {}: cannot have a path", self.target.base_url))?
+            .pop_if_empty()
+            .extend(segments);
+        let mut req = self.http.post(url).json(body);
         if let Some(key) = &self.target.api_key {
             req = req.bearer_auth(key);
         }
@@ -115,7 +122,7 @@ impl Client {
     /// A chat completion's text, usage and cost.
     pub async fn chat(&self, body: &Value) -> Outcome {
         let started = Instant::now();
-        let mut out = match self.post("/v1/chat/completions", body).await {
+        let mut out = match self.post(&["v1", "chat", "completions"], body).await {
             Ok((status, headers, value)) => {
                 let mut out = http_outcome(status, &headers, &value);
                 if out.error.is_none() {
@@ -141,7 +148,7 @@ impl Client {
     async fn function(&self, name: &str, input: &Map<String, Value>) -> Outcome {
         let started = Instant::now();
         // The name is one path segment, percent-encoded.
-        let path = format!("/v1/functions/{}", encode_segment(name));
+        let path = ["v1", "functions", name];
         let mut out = match self.post(&path, &json!({ "input": input })).await {
             Ok((status, headers, value)) => {
                 let mut out = http_outcome(status, &headers, &value);
@@ -167,19 +174,6 @@ impl Client {
         out.latency_ms = ms(started);
         out
     }
-}
-
-/// Percent-encodes what is not unreserved in a URL path segment (RFC 3986):
-/// two lines do not justify a dependency.
-fn encode_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 fn ms(since: Instant) -> f64 {

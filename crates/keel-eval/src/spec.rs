@@ -9,7 +9,7 @@
 //! scorers compiled, templates parsed, prompt files read — so a bad file
 //! fails before the first call, with the field that is wrong.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -673,7 +673,7 @@ fn scorer(s: RawScorer, base_dir: &Path) -> Result<ScorerSpec, String> {
 
 /// The type-specific fields a scorer entry sets.
 fn given_fields(s: &RawScorer) -> Vec<&'static str> {
-    let set: BTreeMap<&str, bool> = BTreeMap::from([
+    let set = [
         ("case_insensitive", s.case_insensitive.is_some()),
         ("needles", s.needles.is_some()),
         ("all", s.all.is_some()),
@@ -690,7 +690,7 @@ fn given_fields(s: &RawScorer) -> Vec<&'static str> {
         ("max_reasks", s.max_reasks.is_some()),
         ("command", s.command.is_some()),
         ("timeout", s.timeout.is_some()),
-    ]);
+    ];
     set.into_iter()
         .filter(|(_, on)| *on)
         .map(|(k, _)| k)

@@ -170,7 +170,7 @@ async fn run_eval(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(url) => {
             if let Some(v) = variants
                 .iter()
-                .find(|v| run::function_route(v).is_some_and(|r| r.contains('@')))
+                .find(|v| matches!(&v.call, Call::Function(f) if f.overrides()))
             {
                 return unusable(format!(
                     "variant `{}` changes its function's prompt, model or parameters: that needs the in-process gateway (drop --gateway), or configure the change as its own function on the gateway",
